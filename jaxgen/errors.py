@@ -1,0 +1,5 @@
+"""The one exception type for mistakes a user can fix; the CLI prints it without a traceback."""
+
+
+class UserError(Exception):
+    """A problem caused by the user's input (config, data, workdir); the message says what to do."""
