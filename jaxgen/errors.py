@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """A problem caused by the user's input (config, data, workdir); the message says what to do."""
+
+
+class Interrupted(Exception):
+    """The run was stopped by SIGTERM/SIGINT after saving a checkpoint; rerun to resume."""

@@ -1,0 +1,124 @@
+"""Config files, command-line overrides and the copy saved in the workdir."""
+import ast
+import importlib.util
+import json
+import os
+
+import ml_collections
+
+from jaxgen.errors import UserError
+
+ConfigDict = ml_collections.ConfigDict
+
+# The parts of a config that fix the shapes of a checkpoint; a resume must agree on them.
+STATE_DEFINING = ("model", "data.space", "data.name")
+
+
+def load(spec: str) -> ConfigDict:
+    """'configs/vae_mnist.py[:variant]' -> the ConfigDict its get_config(variant) returns."""
+    path, _, variant = spec.partition(":")
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path!r} not found; pass --config configs/<name>.py[:variant]")
+    module_spec = importlib.util.spec_from_file_location("jaxgen_user_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UserError(f"{path} defines no get_config()")
+    try:
+        config = module.get_config(variant or None)
+    except KeyError as e:
+        raise UserError(f"{path} has no variant {variant!r}: {e}") from None
+    return config
+
+
+def override(config: ConfigDict, key: str, text: str) -> None:
+    """Sets dotted `key` (e.g. 'train.steps') from its command-line text, keeping the value's type."""
+    *parents, leaf = key.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        if part not in node or not isinstance(node[part], ConfigDict):
+            raise UserError(f"unknown config key {'.'.join(parents[: i + 1])!r} in --config.{key}")
+        node = node[part]
+    if leaf not in node:
+        raise UserError(
+            f"unknown config key {key!r}; valid keys here: {', '.join(sorted(node.keys()))}"
+        )
+    old = node[leaf]
+    node[leaf] = _parse(text, old, key)
+
+
+def _parse(text: str, old, key: str):
+    if isinstance(old, str):
+        return text
+    if isinstance(old, bool):
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise UserError(f"--config.{key} takes true or false, not {text!r}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        if old is None:
+            return text
+        raise UserError(f"--config.{key}={text!r} is not a valid {type(old).__name__}") from None
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if old is not None and not isinstance(value, type(old)):
+        if isinstance(old, tuple) and isinstance(value, list):
+            return tuple(value)
+        raise UserError(f"--config.{key} takes a {type(old).__name__}, not {text!r}")
+    return value
+
+
+def to_json(config: ConfigDict) -> str:
+    return json.dumps(config.to_dict(), indent=2, sort_keys=True, default=str)
+
+
+def _get(tree: dict, dotted: str):
+    for part in dotted.split("."):
+        tree = tree.get(part, {}) if isinstance(tree, dict) else {}
+    return tree
+
+
+def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
+    """Raises a UserError when the workdir's saved config trains a different model."""
+    saved = json.loads(saved_json)
+    current = json.loads(to_json(config))
+    for key in STATE_DEFINING:
+        if _get(saved, key) != _get(current, key):
+            raise UserError(
+                f"workdir {workdir} holds a run of a different model ({key} differs: saved "
+                f"{_get(saved, key)!r}, now {_get(current, key)!r}). Use a new --workdir, or run "
+                f"with the config this workdir was made with (saved in {workdir}/config.json)."
+            )
+
+
+def base_config() -> ConfigDict:
+    """Every key the loop reads, with defaults; config files fill in data and model."""
+    c = ConfigDict()
+    c.seed = 0
+    c.data = ConfigDict(dict(
+        name="digits",  # a TFDS name, 'digits' (embedded), 'folder:/path' or 'npz:/path.npz'
+        data_dir=None,  # TFDS data dir (None: TFDS_DATA_DIR or TFDS's default)
+        cache_dir=os.path.expanduser("~/.cache/jaxgen"),  # decoded TFDS splits; '' to disable
+        train_split="train",
+        eval_split="test",
+        space="unit",  # model space: unit, symmetric, binarize, threshold, dequantize
+    ))
+    c.model = ConfigDict()
+    c.optim = ConfigDict(dict(
+        name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, weight_decay=0.0,
+        schedule="constant", warmup_steps=0, decay_steps=0, grad_clip=0.0, ema_decay=0.0,
+    ))
+    c.train = ConfigDict(dict(
+        steps=1000, batch_size=128, num_devices=0, shard_min_size=0,
+        log_every=100, checkpoint_every=1000, eval_every=1000, sample_every=1000,
+        keep_checkpoints=3,
+    ))
+    c.eval = ConfigDict(dict(
+        batch_size=500, num_examples=0,  # 0: the whole eval split
+        num_samples=10000, sample_grid=64, picture_examples=1000,
+        iwae_samples=1, iwae_chunk=1,
+    ))
+    return c

@@ -1,0 +1,53 @@
+"""Model spaces: how uint8 pixels become model inputs, inside the jitted step.
+
+Preprocessing runs on the device so the input pipeline only moves uint8 batches, and its
+randomness (dynamic binarization, dequantization noise) comes from the step's JAX key.
+"""
+import jax
+import jax.numpy as jnp
+
+from jaxgen.errors import UserError
+
+Array = jax.Array
+
+SPACES = ("unit", "symmetric", "binarize", "threshold", "dequantize")
+
+
+def check_space(space: str) -> None:
+    """Raises a UserError for an unknown model-space name."""
+    if space not in SPACES:
+        raise UserError(f"unknown data.space {space!r}; choose one of {', '.join(SPACES)}")
+
+
+def to_model_space(images: Array, space: str, rng: Array | None = None) -> Array:
+    """uint8 [B, H, W, C] -> float32 in the model space `space`.
+
+    unit: x/255 in [0, 1]; symmetric: [-1, 1]; binarize: dynamic Bernoulli(x/255) draws in {0, 1};
+    threshold: static x > 127; dequantize: (x + u)/256 with u ~ U[0, 1), a density on [0, 1].
+    """
+    x = images.astype(jnp.float32)
+    if space == "unit":
+        return x / 255.0
+    if space == "symmetric":
+        return x / 127.5 - 1.0
+    if space == "threshold":
+        return (x > 127.5).astype(jnp.float32)
+    if space == "binarize":
+        return jax.random.bernoulli(_need(rng, space), x / 255.0).astype(jnp.float32)
+    if space == "dequantize":
+        return (x + jax.random.uniform(_need(rng, space), x.shape)) / 256.0
+    check_space(space)
+    raise AssertionError("unreachable")
+
+
+def to_unit(x: Array, space: str) -> Array:
+    """Model-space values -> [0, 1] floats for pictures and sample metrics."""
+    if space == "symmetric":
+        x = (x + 1.0) / 2.0
+    return jnp.clip(x, 0.0, 1.0)
+
+
+def _need(rng: Array | None, space: str) -> Array:
+    if rng is None:
+        raise ValueError(f"data space {space!r} is random and needs an rng")
+    return rng

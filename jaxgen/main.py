@@ -1,0 +1,46 @@
+"""Command line: python -m jaxgen.main --config configs/NAME.py[:variant] --workdir DIR
+[--config.KEY=VALUE ...] [--mode train|eval|sample]. No training logic lives here."""
+import argparse
+import sys
+
+from jaxgen import config as config_lib
+from jaxgen.errors import Interrupted, UserError
+
+USAGE = __doc__
+
+
+def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, str, str]:
+    """argv -> (config with overrides applied, workdir, mode)."""
+    parser = argparse.ArgumentParser(prog="python -m jaxgen.main", description=USAGE)
+    parser.add_argument("--config", required=True, help="configs/NAME.py[:variant]")
+    parser.add_argument("--workdir", required=True, help="run directory (resumed if it exists)")
+    parser.add_argument("--mode", default="train", choices=("train", "eval", "sample"))
+    args, rest = parser.parse_known_args(argv)
+    config = config_lib.load(args.config)
+    for item in rest:
+        key, eq, value = item.partition("=")
+        if not key.startswith("--config.") or not eq:
+            raise UserError(f"unrecognised argument {item!r}; overrides look like "
+                            f"--config.train.steps=100")
+        config_lib.override(config, key[len("--config."):], value)
+    return config, args.workdir, args.mode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status. User errors print one line, no traceback."""
+    try:
+        config, workdir, mode = parse(sys.argv[1:] if argv is None else argv)
+        from jaxgen import train  # imported late so --help and config errors stay fast
+
+        train.run(config, workdir, mode)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Interrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The family contract: a config becomes four pure functions over one TrainState type."""
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgen.errors import UserError
+
+Array = jax.Array
+Batch = dict[str, Array]  # image: uint8 [B, H, W, C], label: int32 [B] (mask: bool [B] in eval)
+Metrics = dict[str, Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: Array  # int32 []
+    params: Any  # trained by the optimizer
+    opt_state: Any
+    model_state: Any = None  # non-gradient state: batch stats, EMA codebooks, sufficient statistics
+    ema_params: Any = None  # exponential moving average of params, for eval and sampling
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What a family may know of its data before seeing it."""
+
+    shape: tuple[int, int, int]  # H, W, C
+    num_classes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """What train.py knows of a model family.
+
+    init(rng, example_batch) -> TrainState
+    train_step(state, batch, rng) -> (state, metrics): metrics are means over the global batch.
+    eval_step(state, batch, rng) -> metrics: per-example values [B], so the loop can average the
+        test split exactly over padded batches.
+    sample(state, rng, n) -> images: float [n, H, W, C] in [0, 1].
+    pictures(state, batch, rng) -> {name: images in [0, 1]} or {name: uint8 picture}: the
+        family's own PNGs at each eval (reconstructions, interpolations, latent maps).
+    """
+
+    init: Callable[[Array, Batch], TrainState]
+    train_step: Callable[[TrainState, Batch, Array], tuple[TrainState, Metrics]]
+    eval_step: Callable[[TrainState, Batch, Array], Metrics]
+    sample: Callable[[TrainState, Array, int], Array]
+    pictures: Callable[[TrainState, Batch, Array], dict[str, Any]] | None = None
+
+
+def make_optimizer(optim) -> optax.GradientTransformation:
+    """config.optim -> optax chain: optional clipping, Adam/AdamW/SGD, warmup + constant/cosine."""
+    if optim.schedule == "constant":
+        lr = optax.warmup_constant_schedule(0.0, optim.learning_rate, max(optim.warmup_steps, 1)) \
+            if optim.warmup_steps else optim.learning_rate
+    elif optim.schedule == "cosine":
+        lr = optax.warmup_cosine_decay_schedule(
+            0.0, optim.learning_rate, max(optim.warmup_steps, 1), optim.decay_steps
+        )
+    else:
+        raise UserError(f"unknown optim.schedule {optim.schedule!r}; use constant or cosine")
+    if optim.name == "adam":
+        opt = optax.adam(lr, b1=optim.b1, b2=optim.b2)
+    elif optim.name == "adamw":
+        opt = optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay)
+    elif optim.name == "sgd":
+        opt = optax.sgd(lr, momentum=optim.b1)
+    else:
+        raise UserError(f"unknown optim.name {optim.name!r}; use adam, adamw or sgd")
+    if optim.grad_clip:
+        opt = optax.chain(optax.clip_by_global_norm(optim.grad_clip), opt)
+    return opt
+
+
+def ema_update(ema: Any, new: Any, decay: float) -> Any:
+    return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, new)
+
+
+def apply_gradients(
+    state: TrainState, grads: Any, optimizer: optax.GradientTransformation, ema_decay: float
+) -> TrainState:
+    """One optimizer update, the EMA of the params, and step + 1."""
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    ema = ema_update(state.ema_params, params, ema_decay) if state.ema_params is not None else None
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema)
+
+
+def new_state(params: Any, optimizer: optax.GradientTransformation, ema_decay: float,
+              model_state: Any = None) -> TrainState:
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        model_state=model_state,
+        ema_params=params if ema_decay else None,
+    )
+
+
+def eval_params(state: TrainState) -> Any:
+    """The EMA params when the family keeps them, else the trained ones."""
+    return state.ema_params if state.ema_params is not None else state.params

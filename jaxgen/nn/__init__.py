@@ -1,0 +1,1 @@
+"""Reusable Flax layers and networks (not whole models)."""

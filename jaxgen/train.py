@@ -1,0 +1,262 @@
+"""The family-agnostic loop: mesh, data, state, compiled steps; log, checkpoint, eval, sample."""
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen import checkpoint, config as config_lib, models, sharding, viz, writers
+from jaxgen.data import pipeline, sources
+from jaxgen.errors import Interrupted, UserError
+from jaxgen.models.base import DataSpec, Family, TrainState
+
+
+def _log(msg: str) -> None:
+    if jax.process_index() == 0:
+        print(msg, flush=True)
+
+
+def _finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+class Experiment:
+    """Everything a run needs, built once from the config; `train`, `evaluate`, `sample` use it."""
+
+    def __init__(self, config, workdir: str):
+        sharding.maybe_initialize_distributed()
+        self.config, self.workdir = config, workdir
+        self.is_main = jax.process_index() == 0
+        self.mesh = sharding.make_mesh(config.train.num_devices)
+        sharding.check_batch_size(config.train.batch_size, self.mesh, "train.batch_size")
+        sharding.check_batch_size(config.eval.batch_size, self.mesh, "eval.batch_size")
+        d = config.data
+        self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, d.cache_dir)
+        self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, d.cache_dir)
+        spec = DataSpec(self.train_data.images.shape[1:], self.train_data.num_classes)
+        self.family: Family = models.make(config, spec)
+
+        root = jax.random.key(config.seed)
+        self.rng_init, self.rng_train, self.rng_eval, self.rng_sample = jax.random.split(root, 4)
+        example = pipeline.example_batch(self.train_data, config.train.batch_size)
+        self.example = sharding.to_global(example, self.mesh)
+        abstract = jax.eval_shape(self.family.init, self.rng_init, self.example)
+        self.state_sh = sharding.state_shardings(abstract, self.mesh, config.train.shard_min_size)
+        self.abstract = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, self.state_sh)
+
+        repl, data_sh = sharding.replicated(self.mesh), sharding.batch_sharding(self.mesh)
+        self.init_fn = jax.jit(self.family.init, out_shardings=self.state_sh)
+        self.train_fn = jax.jit(self.family.train_step, out_shardings=(self.state_sh, repl),
+                                donate_argnums=0)
+        self.eval_fn = jax.jit(self._eval_sums, out_shardings=repl)
+        self.sample_fn = jax.jit(self.family.sample, static_argnums=2, out_shardings=data_sh)
+        self.finite_fn = jax.jit(_finite)
+        self.ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                            config.train.keep_checkpoints)
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def check_workdir(self) -> None:
+        """Refuses a workdir made by a different model; records the config otherwise."""
+        path = os.path.join(self.workdir, "config.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                config_lib.check_resumable(f.read(), self.config, self.workdir)
+        elif self.ckpt.latest_step() is not None:
+            raise UserError(f"{self.workdir} has checkpoints but no config.json; use a new --workdir")
+        if self.is_main:
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(config_lib.to_json(self.config))
+            os.replace(tmp, path)
+
+    def restore(self, required: bool) -> tuple[TrainState, dict | None]:
+        step = self.ckpt.latest_step()
+        if step is None:
+            if required:
+                raise UserError(f"no checkpoint in {self.workdir}/checkpoints; train first "
+                                f"(--mode train) or point --workdir at a trained run")
+            return self.init_fn(self.rng_init, self.example), None
+        state, data_state = self.ckpt.restore(self.abstract, step)
+        _log(f"restored checkpoint at step {step} from {self.ckpt.directory}")
+        return state, data_state
+
+    # -- training -------------------------------------------------------------------------------
+
+    def train(self) -> TrainState:
+        cfg = self.config.train
+        state, data_state = self.restore(required=False)
+        start = int(state.step)
+        data = pipeline.TrainIterator(self.train_data, cfg.batch_size, self.config.seed,
+                                      jax.process_index(), jax.process_count())
+        if data_state is not None:
+            data.set_state(data_state)
+            _log(f"resuming training from step {start}")
+        if start >= cfg.steps:
+            _log(f"already trained to step {start} (train.steps={cfg.steps}); "
+                 f"raise --config.train.steps to train longer")
+            return state
+
+        writer = writers.MetricWriter(self.workdir, self.is_main)
+        stop = {"signal": None}
+        handlers = {s: signal.signal(s, lambda n, f: stop.update(signal=n))
+                    for s in (signal.SIGTERM, signal.SIGINT)}
+        window, t0, last_metrics = [], None, None
+        try:
+            for step in range(start, cfg.steps):
+                batch = sharding.to_global(next(data), self.mesh)
+                if step == start:
+                    t_compile = time.perf_counter()
+                state, last_metrics = self.train_fn(state, batch,
+                                                    jax.random.fold_in(self.rng_train, step))
+                if step == start:
+                    jax.block_until_ready(last_metrics)
+                    _log(f"compiled and ran the first train step in "
+                         f"{time.perf_counter() - t_compile:.1f}s")
+                    t0 = time.perf_counter()
+                else:
+                    window.append(last_metrics)
+                done = step + 1
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    t0 = self._log_train(writer, done, window or [last_metrics], t0)
+                    window = []
+                if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop["signal"]:
+                    self._save(state, data, last_metrics)
+                if stop["signal"]:
+                    raise Interrupted(f"stopped by signal {stop['signal']} at step {done}; "
+                                      f"checkpoint saved; run the same command to resume")
+                if done % cfg.eval_every == 0 or done == cfg.steps:
+                    self.evaluate(state, writer)
+                if done % cfg.sample_every == 0 or done == cfg.steps:
+                    self.write_samples(state)
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+            self.ckpt.wait()
+            writer.close()
+        return state
+
+    def _log_train(self, writer, step: int, window: list, t0: float) -> float:
+        means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+        self._check_finite(means, step)
+        now = time.perf_counter()
+        rate = len(window) / max(now - t0, 1e-9)
+        means_rate = dict(means, steps_per_s=rate)
+        writer.write(step, "train", means_rate)
+        _log(writers.format_progress(step, self.config.train.steps, means, rate,
+                                     self.config.train.batch_size))
+        return now
+
+    def _check_finite(self, metrics: dict, step: int) -> None:
+        bad = [k for k, v in metrics.items() if not np.isfinite(v)]
+        if bad:
+            latest = self.ckpt.latest_step()
+            raise UserError(
+                f"non-finite {', '.join(bad)} at step {step}; the last good checkpoint "
+                f"({'none' if latest is None else f'step {latest}'}) is kept. Lower "
+                f"optim.learning_rate or set optim.grad_clip, then rerun to resume from it.")
+
+    def _save(self, state: TrainState, data, metrics) -> None:
+        step = int(state.step)
+        self._check_finite({k: float(v) for k, v in metrics.items()}, step)
+        if not bool(self.finite_fn(state)):
+            self._check_finite({"params": float("nan")}, step)
+        self.ckpt.save(step, state, data.get_state())
+
+    # -- evaluation and pictures ----------------------------------------------------------------
+
+    def _eval_sums(self, state, batch, rng):
+        per_example = self.family.eval_step(state, batch, rng)
+        mask = batch["mask"].astype(jnp.float32)
+        return {k: jnp.sum(v * mask) for k, v in per_example.items()}, jnp.sum(mask)
+
+    def evaluate(self, state: TrainState, writer: writers.MetricWriter | None = None) -> dict:
+        """Exact means of the family's eval metrics over the eval split; eval/<step>.json; PNGs."""
+        cfg = self.config.eval
+        step = int(state.step)
+        t = time.perf_counter()
+        sums, count = {}, 0.0
+        batches = pipeline.eval_batches(self.test_data, cfg.batch_size, cfg.num_examples or None,
+                                        jax.process_index(), jax.process_count())
+        for i, batch in enumerate(batches):
+            out, n = self.eval_fn(state, sharding.to_global(batch, self.mesh),
+                                  jax.random.fold_in(self.rng_eval, i))
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+            count += float(n)
+        metrics = {k: v / count for k, v in sums.items()}
+        metrics["num_examples"] = count
+        _log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
+             f"({time.perf_counter() - t:.1f}s): {writers.format_metrics(metrics)}")
+        if self.is_main:
+            os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
+            with open(os.path.join(self.workdir, "eval", f"{step}.json"), "w") as f:
+                json.dump(dict(metrics, step=step), f, indent=2)
+            if writer is not None:
+                writer.write(step, "eval", metrics)
+        self.write_pictures(state)
+        return metrics
+
+    def write_pictures(self, state: TrainState) -> None:
+        if self.family.pictures is None:
+            return
+        n = self.config.eval.picture_examples
+        batch = pipeline.example_batch(self.test_data, n - n % self.mesh.shape["data"])
+        pictures = self.family.pictures(state, sharding.to_global(batch, self.mesh),
+                                        self.rng_sample)
+        if self.is_main:
+            for name, images in pictures.items():
+                path = os.path.join(self.workdir, "samples", f"{name}_{int(state.step):06d}.png")
+                images = np.asarray(images)
+                if images.dtype == np.uint8:  # a finished picture; upscale small ones
+                    viz.save_image(images, path, scale=max(1, 256 // max(images.shape[:2])))
+                else:
+                    viz.save_grid(images, path)
+
+    def generate(self, state: TrainState, n: int) -> np.ndarray:
+        """n samples as floats in [0, 1], drawn in sharded chunks of eval.batch_size."""
+        chunk = self.config.eval.batch_size
+        parts = [jax.device_get(self.sample_fn(state, jax.random.fold_in(self.rng_sample, i), chunk))
+                 for i in range(-(-n // chunk))]
+        return np.concatenate(parts)[:n]
+
+    def write_samples(self, state: TrainState) -> None:
+        images = self.generate(state, self.config.eval.sample_grid)
+        if self.is_main:
+            viz.save_grid(images, os.path.join(self.workdir, "samples",
+                                               f"samples_{int(state.step):06d}.png"))
+
+    def close(self) -> None:
+        self.ckpt.close()
+
+
+def run(config, workdir: str, mode: str) -> None:
+    """Runs `mode` (train, eval or sample) of `config` in `workdir`."""
+    if mode not in ("train", "eval", "sample"):
+        raise UserError(f"unknown --mode {mode!r}; use train, eval or sample")
+    os.makedirs(workdir, exist_ok=True)
+    exp = Experiment(config, workdir)
+    try:
+        exp.check_workdir()
+        if mode == "train":
+            exp.train()
+            return
+        state, _ = exp.restore(required=True)
+        if mode == "eval":
+            exp.evaluate(state)
+        else:
+            exp.write_samples(state)
+            images = exp.generate(state, config.eval.num_samples)
+            path = os.path.join(workdir, "samples", f"samples_{int(state.step):06d}.npz")
+            if exp.is_main:
+                np.savez_compressed(path, images=viz.to_uint8(images))
+                _log(f"wrote {len(images)} samples to {path}")
+    finally:
+        exp.close()

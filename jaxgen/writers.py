@@ -1,0 +1,50 @@
+"""Where metrics go: the console, metrics.jsonl and TensorBoard event files (no TensorFlow needed)."""
+import json
+import math
+import os
+import time
+
+from tensorboardX import SummaryWriter
+
+
+class MetricWriter:
+    """Appends {'step', 'split', **metrics} lines to metrics.jsonl and scalars to TensorBoard."""
+
+    def __init__(self, workdir: str, enabled: bool = True):
+        self.enabled = enabled
+        if enabled:
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            self._tb = SummaryWriter(os.path.join(workdir, "events"))
+
+    def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        line = {"step": step, "split": split, "time": round(time.time(), 3)}
+        line.update({k: float(v) for k, v in metrics.items()})
+        self._jsonl.write(json.dumps(line) + "\n")
+        self._jsonl.flush()
+        for k, v in metrics.items():
+            self._tb.add_scalar(f"{split}/{k}", float(v), step)
+        self._tb.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    return " | ".join(f"{k} {_num(v)}" for k, v in metrics.items())
+
+
+def format_progress(step: int, total: int, metrics: dict[str, float], steps_per_s: float,
+                    batch_size: int) -> str:
+    """'step 200/1000 | loss 101.3 | ... | 40.1 steps/s | 5133 img/s | ETA 0:00:19'."""
+    eta = (total - step) / steps_per_s if steps_per_s > 0 else math.inf
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+    return (f"step {step}/{total} | {format_metrics(metrics)} | {steps_per_s:.1f} steps/s | "
+            f"{steps_per_s * batch_size:.0f} img/s | ETA {eta_text}")
+
+
+def _num(v: float) -> str:
+    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
