@@ -3,7 +3,7 @@
 Bernoulli decoder on dynamically binarized pixels, MLP 64-256-256-8. About a minute on a laptop
 CPU; see experiments/README.md for the figures it reaches.
 """
-from jaxgen.config import base_config
+from jaxgen.config import base_config, pick_variant
 
 
 def get_config(variant=None):
@@ -29,18 +29,4 @@ def get_config(variant=None):
     c.eval.iwae_samples = 1000
     c.eval.iwae_chunk = 100
     c.eval.picture_examples = 300
-    if variant == "smoke":
-        c.train.steps = 20
-        c.train.log_every = c.train.checkpoint_every = c.train.eval_every = 10
-        c.train.sample_every = 10
-        c.train.batch_size = 16
-        c.eval.batch_size = 40
-        c.eval.num_examples = 80
-        c.eval.iwae_samples = 8
-        c.eval.iwae_chunk = 4
-        c.eval.num_samples = 16
-        c.eval.sample_grid = 16
-        c.eval.picture_examples = 40
-    elif variant is not None:
-        raise KeyError(f"unknown variant {variant!r}; available: smoke")
-    return c
+    return pick_variant(c, variant, {})

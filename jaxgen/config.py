@@ -122,3 +122,27 @@ def base_config() -> ConfigDict:
         iwae_samples=1, iwae_chunk=1,
     ))
     return c
+
+
+def shrink_to_smoke(c: ConfigDict) -> ConfigDict:
+    """The tiny variant every config has: a few steps of everything, for tests and CI."""
+    c.train.update(steps=6, batch_size=16, log_every=3, checkpoint_every=3, eval_every=6,
+                   sample_every=6)
+    c.eval.update(batch_size=16, num_examples=32, num_samples=16, sample_grid=16,
+                  picture_examples=32, iwae_samples=min(c.eval.iwae_samples, 4),
+                  iwae_chunk=min(c.eval.iwae_chunk, 2))
+    return c
+
+
+def pick_variant(c: ConfigDict, variant: str | None, variants: dict) -> ConfigDict:
+    """Applies `variants[variant]` (a function editing c) and 'smoke' (after a '+' too: 'conv+smoke')."""
+    for name in (variant or "").split("+"):
+        if not name:
+            continue
+        if name == "smoke":
+            shrink_to_smoke(c)
+        elif name in variants:
+            variants[name](c)
+        else:
+            raise KeyError(f"unknown variant {name!r}; available: smoke, {', '.join(variants)}")
+    return c

@@ -21,7 +21,8 @@ def make_mesh(num_devices: int = 0) -> jax.sharding.Mesh:
     n = num_devices or len(devices)
     if n > len(devices):
         raise UserError(f"train.num_devices={n} but only {len(devices)} devices are visible")
-    return jax.make_mesh((n,), ("data",), devices=devices[:n])
+    return jax.make_mesh((n,), ("data",), devices=devices[:n],
+                         axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:

@@ -136,6 +136,8 @@ class Experiment:
                     self.evaluate(state, writer)
                 if done % cfg.sample_every == 0 or done == cfg.steps:
                     self.write_samples(state)
+                if done % cfg.log_every == 0:
+                    t0 = time.perf_counter()  # rates exclude checkpoint, eval and sample time
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)

@@ -34,7 +34,9 @@ class MetricWriter:
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    return " | ".join(f"{k} {_num(v)}" for k, v in metrics.items())
+    """'loss 1.2 | a 3 | b 4': the loss first, the rest by name."""
+    keys = sorted(metrics, key=lambda k: (k != "loss", k))
+    return " | ".join(f"{k} {_num(metrics[k])}" for k in keys)
 
 
 def format_progress(step: int, total: int, metrics: dict[str, float], steps_per_s: float,
