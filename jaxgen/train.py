@@ -108,7 +108,7 @@ class Experiment:
         stop = {"signal": None}
         handlers = {s: signal.signal(s, lambda n, f: stop.update(signal=n))
                     for s in (signal.SIGTERM, signal.SIGINT)}
-        window, t0, last_metrics = [], None, None
+        window, timed, t0 = [], 0, None
         try:
             for step in range(start, cfg.steps):
                 batch = sharding.to_global(next(data), self.mesh)
@@ -116,17 +116,18 @@ class Experiment:
                     t_compile = time.perf_counter()
                 state, last_metrics = self.train_fn(state, batch,
                                                     jax.random.fold_in(self.rng_train, step))
+                window.append(last_metrics)
                 if step == start:
                     jax.block_until_ready(last_metrics)
                     _log(f"compiled and ran the first train step in "
                          f"{time.perf_counter() - t_compile:.1f}s")
                     t0 = time.perf_counter()
                 else:
-                    window.append(last_metrics)
+                    timed += 1
                 done = step + 1
                 if done % cfg.log_every == 0 or done == cfg.steps:
-                    t0 = self._log_train(writer, done, window or [last_metrics], t0)
-                    window = []
+                    self._log_train(writer, done, window, timed / max(time.perf_counter() - t0, 1e-9))
+                    window, timed = [], 0
                 if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop["signal"]:
                     self._save(state, data, last_metrics)
                 if stop["signal"]:
@@ -145,16 +146,13 @@ class Experiment:
             writer.close()
         return state
 
-    def _log_train(self, writer, step: int, window: list, t0: float) -> float:
+    def _log_train(self, writer, step: int, window: list, rate: float) -> None:
+        """Means of the metrics since the last log; `rate` in steps/s, compile time excluded."""
         means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
         self._check_finite(means, step)
-        now = time.perf_counter()
-        rate = len(window) / max(now - t0, 1e-9)
-        means_rate = dict(means, steps_per_s=rate)
-        writer.write(step, "train", means_rate)
+        writer.write(step, "train", dict(means, steps_per_s=rate))
         _log(writers.format_progress(step, self.config.train.steps, means, rate,
                                      self.config.train.batch_size))
-        return now
 
     def _check_finite(self, metrics: dict, step: int) -> None:
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
