@@ -134,9 +134,9 @@ class Experiment:
                     raise Interrupted(f"stopped by signal {stop['signal']} at step {done}; "
                                       f"checkpoint saved; run the same command to resume")
                 if done % cfg.eval_every == 0 or done == cfg.steps:
-                    self.evaluate(state, writer)
+                    self.evaluate(self.finalize(state), writer)
                 if done % cfg.sample_every == 0 or done == cfg.steps:
-                    self.write_samples(state)
+                    self.write_samples(self.finalize(state))
                 if done % cfg.log_every == 0:
                     t0 = time.perf_counter()  # rates exclude checkpoint, eval and sample time
         finally:
@@ -171,6 +171,12 @@ class Experiment:
         self.ckpt.save(step, state, data.get_state())
 
     # -- evaluation and pictures ----------------------------------------------------------------
+
+    def finalize(self, state: TrainState) -> TrainState:
+        """The state with the family's derived parts filled in, for eval and sampling."""
+        if self.family.finalize is None:
+            return state
+        return jax.device_put(self.family.finalize(jax.device_get(state)), self.state_sh)
 
     def _eval_sums(self, state, batch, rng):
         per_example = self.family.eval_step(state, batch, rng)
@@ -248,7 +254,7 @@ def run(config, workdir: str, mode: str) -> None:
         if mode == "train":
             exp.train()
             return
-        state, _ = exp.restore(required=True)
+        state = exp.finalize(exp.restore(required=True)[0])
         if mode == "eval":
             exp.evaluate(state)
         else:

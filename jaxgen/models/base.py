@@ -43,6 +43,8 @@ class Family:
     sample(state, rng, n) -> images: float [n, H, W, C] in [0, 1].
     pictures(state, batch, rng) -> {name: images in [0, 1]} or {name: uint8 picture}: the
         family's own PNGs at each eval (reconstructions, interpolations, latent maps).
+    finalize(state) -> state: host-side, on numpy arrays, before eval and sampling: derived
+        state that is costly or needs float64 (the Gaussian model's eigendecomposition).
     """
 
     init: Callable[[Array, Batch], TrainState]
@@ -50,6 +52,7 @@ class Family:
     eval_step: Callable[[TrainState, Batch, Array], Metrics]
     sample: Callable[[TrainState, Array, int], Array]
     pictures: Callable[[TrainState, Batch, Array], dict[str, Any]] | None = None
+    finalize: Callable[[TrainState], TrainState] | None = None
 
 
 def make_optimizer(optim) -> optax.GradientTransformation:

@@ -29,26 +29,18 @@ def merge_stats(stats: dict, x: Array) -> dict:
             "m2": stats["m2"] + xc.T @ xc + jnp.outer(delta, delta) * (stats["n"] * nb / n)}
 
 
-def _eigh64(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    vals, vecs = np.linalg.eigh(np.asarray(cov, np.float64))
-    return vals.astype(np.float32), vecs.astype(np.float32)
+def decompose(stats: dict, num_components: int, min_var: float) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues [D] (descending) and eigenvectors [D, D] of the model covariance, in float64.
 
-
-def decompose(stats: dict, num_components: int, min_var: float) -> tuple[Array, Array]:
-    """Eigenvalues [D] (descending) and eigenvectors [D, D] of the model covariance.
-
-    The eigendecomposition runs in float64 on the host: the smallest variances (1/12 of a
-    quantisation level squared on constant border pixels) are below float32 eigh's accuracy.
+    float64 on the host because the smallest variances (1/12 of a quantisation level squared, on
+    constant border pixels) are below float32 eigh's accuracy next to the largest.
     """
-    cov = stats["m2"] / stats["n"]
-    d = cov.shape[0]
-    shapes = (jax.ShapeDtypeStruct((d,), jnp.float32), jax.ShapeDtypeStruct((d, d), jnp.float32))
-    vals, vecs = jax.pure_callback(_eigh64, shapes, cov)
+    cov = np.asarray(stats["m2"], np.float64) / float(stats["n"])
+    vals, vecs = np.linalg.eigh(cov)
     vals, vecs = vals[::-1], vecs[:, ::-1]
     if num_components:
-        rest = jnp.mean(vals[num_components:])
-        vals = jnp.where(jnp.arange(d) < num_components, vals, rest)
-    return jnp.maximum(vals, min_var), vecs
+        vals = np.where(np.arange(len(vals)) < num_components, vals, vals[num_components:].mean())
+    return np.maximum(vals, min_var), vecs
 
 
 def log_prob(x: Array, mean: Array, vals: Array, vecs: Array) -> Array:
@@ -68,7 +60,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def init(rng: Array, batch: base.Batch) -> base.TrainState:
         del rng, batch
-        stats = {"n": jnp.zeros(()), "mean": jnp.zeros(dims), "m2": jnp.zeros((dims, dims))}
+        stats = {"n": jnp.zeros(()), "mean": jnp.zeros(dims), "m2": jnp.zeros((dims, dims)),
+                 "vals": jnp.ones(dims), "vecs": jnp.eye(dims)}  # vals, vecs: set by finalize
         return base.TrainState(step=jnp.zeros((), jnp.int32), params={}, opt_state={},
                                model_state=stats)
 
@@ -77,33 +70,35 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return x.reshape(x.shape[0], -1)
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
-        stats = merge_stats(state.model_state, flat_data(batch, rng))
+        stats = dict(state.model_state, **merge_stats(state.model_state, flat_data(batch, rng)))
         metrics = {"examples_seen": stats["n"],
                    "mean_pixel_var": jnp.trace(stats["m2"]) / (stats["n"] * dims)}
         return state.replace(step=state.step + 1, model_state=stats), metrics
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
         stats = state.model_state
-        vals, vecs = decompose(stats, m.num_components, m.min_var)
-        nll = -log_prob(flat_data(batch, rng), stats["mean"], vals, vecs)
+        nll = -log_prob(flat_data(batch, rng), stats["mean"], stats["vals"], stats["vecs"])
         return {"nll": nll, "nll_bpd": losses.dequantized_bits_per_dim(nll, dims)}
 
     def sample(state: base.TrainState, rng: Array, n: int) -> Array:
         """x = mu + E Lambda^(1/2) z with z ~ N(0, I)."""
         stats = state.model_state
-        vals, vecs = decompose(stats, m.num_components, m.min_var)
         z = jax.random.normal(rng, (n, dims))
-        x = stats["mean"] + (z * jnp.sqrt(vals)) @ vecs.T
+        x = stats["mean"] + (z * jnp.sqrt(stats["vals"])) @ stats["vecs"].T
         return jnp.clip(x, 0.0, 1.0).reshape((n,) + tuple(spec.shape))
 
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
         """The mean image and the leading principal directions, scaled to [0, 1]."""
         del batch, rng
         stats = jax.device_get(state.model_state)
-        vals, vecs = jax.device_get(decompose(state.model_state, 0, m.min_var))
-        comps = vecs[:, : min(63, dims)].T
+        comps = stats["vecs"][:, : min(63, dims)].T
         comps = (comps - comps.min(1, keepdims=True)) / np.ptp(comps, 1, keepdims=True)
         images = np.concatenate([stats["mean"][None], comps]).reshape((-1,) + tuple(spec.shape))
         return {"mean_and_components": images}
 
-    return base.Family(init, train_step, eval_step, sample, pictures)
+    def finalize(state: base.TrainState) -> base.TrainState:
+        vals, vecs = decompose(state.model_state, m.num_components, m.min_var)
+        stats = dict(state.model_state, vals=vals.astype(np.float32), vecs=vecs.astype(np.float32))
+        return state.replace(model_state=stats)
+
+    return base.Family(init, train_step, eval_step, sample, pictures, finalize)

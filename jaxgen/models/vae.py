@@ -6,6 +6,8 @@ Encoder q(z|x) = N(mean, diag sigma^2), prior N(0, I), decoders:
   gaussian_learned  per-pixel sigma, density on [0, 1]   (data.space dequantize)
   logistic          discretized logistic on 256 levels   (data.space symmetric)
 """
+import functools
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -161,11 +163,14 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         pairs = jnp.stack([originals, recon[:n]], 1).reshape((2 * n,) + x.shape[1:])
         return {"reconstructions": pairs, "codes": post.mean}
 
+    @jax.jit
+    def _decode(params, z: Array) -> Array:
+        return mean_image(net.apply(params, z, method=VAE.decode))
+
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
         out = jax.device_get(_pictures(state, batch, rng))
         codes = np.asarray(out["codes"])
-        params = base.eval_params(state)
-        decode = jax.jit(lambda z: mean_image(net.apply(params, z, method=VAE.decode)))
+        decode = functools.partial(_decode, base.eval_params(state))
         pairs = len(codes) // 2 if len(codes) < 16 else 8
         z = viz.interpolate(codes[:pairs], codes[pairs : 2 * pairs], steps=10)
         result = {"reconstructions": viz.grid(out["reconstructions"], ncol=16),

@@ -1,0 +1,136 @@
+"""The CLI end to end on every smoke config, eval/sample modes, and each user mistake."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxgen.main import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke",
+         "vae_mnist.py:conv+smoke", "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke",
+         "gaussian_mnist.py:pca50+smoke", "autoencoder_mnist.py:smoke",
+         "autoencoder_mnist.py:conv+smoke"]
+
+
+def cfg(name: str) -> str:
+    return os.path.join(ROOT, "configs", name)
+
+
+def run(capsys, *args) -> tuple[int, str]:
+    code = main(list(args))
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("config", SMOKE)
+def test_smoke_config_trains_end_to_end(config, tmp_path, capsys):
+    workdir = str(tmp_path)
+    code, err = run(capsys, "--config", cfg(config), "--workdir", workdir)
+    assert code == 0, err
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
+    with open(os.path.join(workdir, "eval", "6.json")) as f:
+        metrics = json.load(f)
+    assert metrics["num_examples"] == 32
+    assert all(v == v for v in metrics.values())  # no NaN
+    samples = os.listdir(os.path.join(workdir, "samples"))
+    assert "samples_000006.png" in samples
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        assert [json.loads(l)["step"] for l in f if '"train"' in l] == [3, 6]
+    assert os.listdir(os.path.join(workdir, "events"))
+    if "latent2" in config:
+        assert {"manifold_000006.png", "latents_000006.png"} <= set(samples)
+
+
+def test_rerun_resumes_and_eval_sample_modes_use_latest(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already trained to step 6" in capsys.readouterr().out
+    code, _ = run(capsys, *args, "--config.train.steps=9")
+    assert code == 0
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6", "9"]
+    assert run(capsys, *args, "--mode", "eval")[0] == 0
+    assert os.path.exists(tmp_path / "eval" / "9.json")
+    assert run(capsys, *args, "--mode", "sample")[0] == 0
+    images = np.load(tmp_path / "samples" / "samples_000009.npz")["images"]
+    assert images.shape == (16, 8, 8, 1) and images.dtype == np.uint8
+
+
+def test_resume_says_so(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
+    assert main(args + ["--config.train.steps=3"]) == 0
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "resuming training from step 3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--config.train.stepz=3"], "unknown config key 'train.stepz'"),
+    (["--config.nope.x=3"], "unknown config key 'nope'"),
+    (["--config.train.steps=ten"], "is not a valid int"),
+    (["--config.data.name=not_a_dataset"], "not_a_dataset"),
+    (["--config.model.family=nope"], "unknown model.family 'nope'"),
+    (["--config.data.space=unit"], "needs data.space"),
+    (["--config.model.arch=conv", "--config.model.hidden=(8, 8, 8, 8)"], "divisible by 16"),
+    (["--config.train.batch_size=12"], "multiple of the number of devices"),
+    (["stray"], "unrecognised argument 'stray'"),
+])
+def test_bad_input_is_one_clear_line(extra, needle, tmp_path, capsys):
+    code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path),
+                    *extra)
+    assert code == 2
+    assert err.startswith("error: ") and needle in err and "Traceback" not in err
+
+
+def test_unknown_variant_and_missing_config(tmp_path, capsys):
+    code, err = run(capsys, "--config", cfg("vae_digits.py:nope"), "--workdir", str(tmp_path))
+    assert code == 2 and "no variant" in err
+    code, err = run(capsys, "--config", cfg("nope.py"), "--workdir", str(tmp_path))
+    assert code == 2 and "not found" in err
+
+
+def test_dataset_missing_offline_fails_fast(tmp_path, capsys):
+    empty = tmp_path / "tfds"
+    empty.mkdir()
+    code, err = run(capsys, "--config", cfg("vae_mnist.py:smoke"), "--workdir",
+                    str(tmp_path / "w"), f"--config.data.data_dir={empty}",
+                    "--config.data.cache_dir=")
+    assert code == 2 and "mnist" in err and str(empty) in err
+    assert os.listdir(empty) == []
+
+
+def _snapshot(path) -> dict:
+    return {os.path.join(d, f): os.path.getmtime(os.path.join(d, f))
+            for d, _, files in os.walk(path) for f in files}
+
+
+def test_different_model_in_workdir_is_refused_untouched(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
+    assert run(capsys, *args)[0] == 0
+    before = _snapshot(tmp_path / "checkpoints")
+    code, err = run(capsys, *args, "--config.model.latent_dim=4")
+    assert code == 2 and "different model" in err and "model" in err
+    assert _snapshot(tmp_path / "checkpoints") == before
+
+
+def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
+    assert run(capsys, *args)[0] == 0
+    state_dir = tmp_path / "checkpoints" / "6" / "state"
+    for d, _, files in os.walk(state_dir):
+        for f in files:
+            if f.startswith("manifest") or d.endswith("d"):
+                with open(os.path.join(d, f), "wb") as fh:
+                    fh.write(b"garbage")
+    before = _snapshot(tmp_path / "checkpoints")
+    code, err = run(capsys, *args, "--mode", "eval")
+    assert code == 2 and "cannot restore the checkpoint at step 6" in err
+    assert _snapshot(tmp_path / "checkpoints") == before
+
+
+def test_eval_without_checkpoint(tmp_path, capsys):
+    code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path),
+                    "--mode", "eval")
+    assert code == 2 and "no checkpoint" in err
