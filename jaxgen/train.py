@@ -222,7 +222,7 @@ class Experiment:
                 path = os.path.join(self.workdir, "samples", f"{name}_{int(state.step):06d}.png")
                 images = np.asarray(images)
                 if images.dtype == np.uint8:  # a finished picture; upscale small ones
-                    viz.save_image(images, path, scale=max(1, 256 // max(images.shape[:2])))
+                    viz.save_image(images, path, scale=max(1, -(-512 // max(images.shape[:2]))))
                 else:
                     viz.save_grid(images, path)
 
