@@ -5,12 +5,13 @@
 
 CONFIG_SPEC is configs/NAME.py[:variant]; the default is every configs/*.py with its default
 variant. For each config the train step of `train.Experiment` is compiled ahead of time (compile
-time, and FLOPs from XLA's cost analysis of that executable), then run on real batches from the
-training pipeline: a few warm-up steps, then --steps timed ones. The batches are drawn and put on
-the devices before the clock starts, so the train rate is the step alone; the pipeline
-(TrainIterator + sharding.to_global) is timed on its own, and a row whose pipeline delivers fewer
-images/s than the step consumes is flagged pipeline-bound. Achieved FLOP/s is compared with a
-float32 matmul peak measured once per run.
+time; FLOPs per step from XLA's cost analysis of that executable, one device's program times the
+number of devices), then run on real batches from the training pipeline: a few warm-up steps,
+then N timed ones (--steps, or by default as many as fit in --budget seconds). The batches are
+drawn and put on the devices before the clock starts, so the train rate is the step alone; the
+pipeline (TrainIterator + sharding.to_global) is timed on its own, and a row whose pipeline
+delivers fewer images/s than the step consumes is flagged pipeline-bound. Achieved FLOP/s is
+compared with a float32 matmul peak measured once per run.
 """
 import argparse
 import glob

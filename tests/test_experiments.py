@@ -1,0 +1,18 @@
+"""The chex-verified unit experiments in experiments/, run at a reduced budget."""
+import importlib.util
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "experiments", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_linear_vae_reaches_ppca_log_likelihood(tmp_path):
+    experiment = _load("linear_vae_ppca")
+    figures = experiment.run(str(tmp_path), steps=15000)
+    experiment.check(figures)
