@@ -148,7 +148,8 @@ class Experiment:
 
     def _log_train(self, writer, step: int, window: list, rate: float) -> None:
         """Means of the metrics since the last log; `rate` in steps/s, compile time excluded."""
-        means = {k: float(np.mean([float(m[k]) for m in window])) for k in window[0]}
+        window = jax.device_get(window)
+        means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         self._check_finite(means, step)
         writer.write(step, "train", dict(means, steps_per_s=rate))
         _log(writers.format_progress(step, self.config.train.steps, means, rate,

@@ -2,9 +2,11 @@
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
+from jaxgen import config as config_lib, train
 from jaxgen.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,3 +136,18 @@ def test_eval_without_checkpoint(tmp_path, capsys):
     code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path),
                     "--mode", "eval")
     assert code == 2 and "no checkpoint" in err
+
+
+def test_divergence_stops_with_a_report_and_keeps_only_finite_checkpoints(tmp_path, capsys):
+    code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path),
+                    "--config.optim.learning_rate=1e30", "--config.train.log_every=1",
+                    "--config.train.checkpoint_every=1")
+    assert code == 2 and "non-finite" in err and "last good checkpoint" in err
+    saved = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints") if d.isdigit())
+    exp = train.Experiment(config_lib.load(cfg("vae_digits.py:smoke")), str(tmp_path))
+    try:
+        for step in saved:
+            state, _ = exp.ckpt.restore(exp.abstract, step)
+            assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
+    finally:
+        exp.close()
