@@ -105,42 +105,42 @@ def matmul_peak(size: int, reps: int) -> float:
 
 
 def xla_flops(compiled: jax.stages.Compiled) -> float:
-    """FLOPs of one run of one device's program, from XLA's cost analysis (dict or list of dicts)."""
+    """FLOPs of one run of one device's program from XLA's cost analysis (a dict or a list)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, dict):
         analysis = [analysis]
     return sum(float(a.get("flops", 0.0)) for a in analysis or [])
 
 
-def timed_steps(step_s: float, budget_s: float) -> int:
-    """How many timed steps fit in `budget_s` at `step_s` each (clamped), the same on every host."""
-    n = int(min(MAX_STEPS, max(MIN_STEPS, budget_s / max(step_s, 1e-9))))
-    if jax.process_count() > 1:
-        n = int(multihost_utils.broadcast_one_to_all(np.int32(n)))
-    return n
-
-
 def train_rate(compiled: jax.stages.Compiled, state: Any, batches: list, rng: jax.Array,
                warmup: int, steps: int | None, budget_s: float) -> tuple[float, int]:
     """(steps/s, timed steps) of `compiled` cycling over prepared `batches`, after `warmup` steps.
 
-    With `steps` None, the count is chosen from the last warm-up step's time to fill `budget_s`.
-    The step donates its state, so each call gets the state the previous one returned.
+    With `steps` None, steps run in chunks sized from the rate so far until `budget_s` has passed
+    (MIN_STEPS to MAX_STEPS steps); host 0 sizes the chunks for every host. The step donates its
+    state, so each call gets the state the previous one returned.
     """
-    for i in range(warmup):
-        t = time.perf_counter()
-        state, metrics = compiled(state, batches[i % len(batches)], jax.random.fold_in(rng, i))
-        jax.block_until_ready((state, metrics))
-        step_s = time.perf_counter() - t
-    if steps is None:
-        steps = timed_steps(step_s, budget_s)
-    keys = [jax.random.fold_in(rng, warmup + i) for i in range(steps)]
-    jax.block_until_ready(keys)
-    t = time.perf_counter()
-    for i, key in enumerate(keys):
-        state, metrics = compiled(state, batches[(warmup + i) % len(batches)], key)
-    jax.block_until_ready((state, metrics))
-    return steps / (time.perf_counter() - t), steps
+    keys = list(jax.random.split(rng, warmup + (steps or MAX_STEPS)))
+
+    def run(state: Any, start: int, n: int) -> Any:
+        for i in range(start, start + n):
+            state, metrics = compiled(state, batches[i % len(batches)], keys[i])
+        return jax.block_until_ready((state, metrics))[0]
+
+    state = run(state, 0, warmup)
+    done, chunk, t = 0, steps or 1, time.perf_counter()
+    while chunk:
+        state = run(state, warmup + done, chunk)
+        done += chunk
+        elapsed = time.perf_counter() - t
+        if steps or done >= MAX_STEPS or (done >= MIN_STEPS and elapsed >= budget_s):
+            chunk = 0
+        else:
+            left = min(budget_s - elapsed, budget_s / 4)  # a few chunks, none past the budget
+            chunk = min(max(1, int(left * done / elapsed)), MAX_STEPS - done)
+        if jax.process_count() > 1:
+            chunk = int(multihost_utils.broadcast_one_to_all(np.int32(chunk)))
+    return done / elapsed, done
 
 
 def pipeline_rate(data: pipeline.TrainIterator, mesh: jax.sharding.Mesh, seconds: float) -> float:
@@ -180,7 +180,7 @@ def bench_config(spec: str, overrides: list[tuple[str, str]], steps: int | None,
                        for _ in range(min(warmup + (steps or MAX_STEPS), MAX_DISTINCT_BATCHES))]
             steps_per_s, steps = train_rate(compiled, state, jax.block_until_ready(batches),
                                             exp.rng_train, warmup, steps, budget_s)
-            del state, batches
+            del batches
             batches_per_s = pipeline_rate(iterator(), exp.mesh, pipeline_s)
         finally:
             exp.close()

@@ -96,13 +96,13 @@ class Experiment:
         start = int(state.step)
         data = pipeline.TrainIterator(self.train_data, cfg.batch_size, self.config.seed,
                                       jax.process_index(), jax.process_count())
-        if data_state is not None:
-            data.set_state(data_state)
-            _log(f"resuming training from step {start}")
         if start >= cfg.steps:
             _log(f"already trained to step {start} (train.steps={cfg.steps}); "
                  f"raise --config.train.steps to train longer")
             return state
+        if data_state is not None:
+            data.set_state(data_state)
+            _log(f"resuming training from step {start}")
 
         writer = writers.MetricWriter(self.workdir, self.is_main)
         stop = {"signal": None}

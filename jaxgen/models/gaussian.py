@@ -71,8 +71,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
         stats = dict(state.model_state, **merge_stats(state.model_state, flat_data(batch, rng)))
-        metrics = {"examples_seen": stats["n"],
-                   "mean_pixel_var": jnp.trace(stats["m2"]) / (stats["n"] * dims)}
+        metrics = {"mean_pixel_var": jnp.trace(stats["m2"]) / (stats["n"] * dims)}
         return state.replace(step=state.step + 1, model_state=stats), metrics
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
