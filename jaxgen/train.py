@@ -37,8 +37,9 @@ class Experiment:
         sharding.check_batch_size(config.train.batch_size, self.mesh, "train.batch_size")
         sharding.check_batch_size(config.eval.batch_size, self.mesh, "eval.batch_size")
         d = config.data
-        self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, d.cache_dir)
-        self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, d.cache_dir)
+        cache = d.cache_dir or None
+        self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, cache)
+        self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, cache)
         spec = DataSpec(self.train_data.images.shape[1:], self.train_data.num_classes)
         self.family: Family = models.make(config, spec)
 
@@ -189,7 +190,8 @@ class Experiment:
         cfg = self.config.eval
         step = int(state.step)
         t = time.perf_counter()
-        sums, count = {}, 0.0
+        sums, count, shown = {}, 0.0, t
+        total = cfg.num_examples or len(self.test_data.images)
         batches = pipeline.eval_batches(self.test_data, cfg.batch_size, cfg.num_examples or None,
                                         jax.process_index(), jax.process_count())
         for i, batch in enumerate(batches):
@@ -198,6 +200,10 @@ class Experiment:
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             count += float(n)
+            if time.perf_counter() - shown > 30:  # long evals (IWAE with K=5000) show progress
+                shown = time.perf_counter()
+                _log(f"eval: {int(count)}/{min(total, len(self.test_data.images))} images, "
+                     f"{shown - t:.0f}s")
         metrics = {k: v / count for k, v in sums.items()}
         metrics["num_examples"] = count
         _log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
