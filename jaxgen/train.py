@@ -191,7 +191,7 @@ class Experiment:
         step = int(state.step)
         t = time.perf_counter()
         sums, count, shown = {}, 0.0, t
-        total = cfg.num_examples or len(self.test_data.images)
+        total = min(cfg.num_examples or len(self.test_data.images), len(self.test_data.images))
         batches = pipeline.eval_batches(self.test_data, cfg.batch_size, cfg.num_examples or None,
                                         jax.process_index(), jax.process_count())
         for i, batch in enumerate(batches):
@@ -202,8 +202,7 @@ class Experiment:
             count += float(n)
             if time.perf_counter() - shown > 30:  # long evals (IWAE with K=5000) show progress
                 shown = time.perf_counter()
-                _log(f"eval: {int(count)}/{min(total, len(self.test_data.images))} images, "
-                     f"{shown - t:.0f}s")
+                _log(f"eval: {int(count)}/{total} images, {shown - t:.0f}s")
         metrics = {k: v / count for k, v in sums.items()}
         metrics["num_examples"] = count
         _log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
