@@ -1,17 +1,18 @@
-"""Command line: python -m jaxgen.main --config configs/NAME.py[:variant] --workdir DIR
-[--config.KEY=VALUE ...] [--mode train|eval|sample]. No training logic lives here."""
+"""The command line; it parses flags into a config and hands over to jaxgen.train."""
 import argparse
 import sys
 
 from jaxgen import config as config_lib
 from jaxgen.errors import Interrupted, UserError
 
-USAGE = __doc__
+DESCRIPTION = """Train, evaluate or sample a jaxgen model. Running the same command again resumes
+from the workdir's latest checkpoint. Override any config value with --config.KEY=VALUE, e.g.
+--config.train.steps=100 --config.optim.learning_rate=3e-4."""
 
 
 def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, str, str]:
     """argv -> (config with overrides applied, workdir, mode)."""
-    parser = argparse.ArgumentParser(prog="python -m jaxgen.main", description=USAGE)
+    parser = argparse.ArgumentParser(prog="python -m jaxgen.main", description=DESCRIPTION)
     parser.add_argument("--config", required=True, help="configs/NAME.py[:variant]")
     parser.add_argument("--workdir", required=True, help="run directory (resumed if it exists)")
     parser.add_argument("--mode", default="train", choices=("train", "eval", "sample"))
