@@ -116,3 +116,18 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert steps and max(steps) >= 5
     state_params = _params(workdir, _config(steps=100000))
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state_params))
+
+
+def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
+    workdir = str(tmp_path)
+    args = ["--config", VAE_DIGITS + ":smoke", "--workdir", workdir, "--config.train.steps=3"]
+    assert main(args + ["--config.train.num_devices=8", "--config.train.shard_min_size=4096"]) == 0
+    saved = _params(workdir, _config(steps=3, num_devices=8, shard_min_size=4096))
+    exp = train.Experiment(_config(steps=6, num_devices=2), workdir)
+    try:
+        state, _ = exp.restore(required=True)
+        kernel = state.params["params"]["encoder"]["Dense_0"]["kernel"]
+        assert len(kernel.sharding.device_set) == 2 and kernel.sharding.is_fully_replicated
+        chex.assert_trees_all_equal(jax.device_get(state.params), saved)
+    finally:
+        exp.close()
