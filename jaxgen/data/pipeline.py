@@ -21,6 +21,28 @@ def _gather(data: ImageData, idx: np.ndarray) -> Batch:
     return {"image": data.images[idx], "label": labels}
 
 
+class _EpochBatches:
+    """Global batch index -> this host's slice of that batch, from a seeded permutation per epoch.
+
+    Shuffling whole index arrays with numpy (rather than element by element) keeps the pipeline
+    far faster than any train step; each epoch drops its last partial batch.
+    """
+
+    def __init__(self, data: ImageData, global_batch_size: int, seed: int, lo: int, local: int):
+        self.data, self.batch, self.seed, self.lo, self.local = data, global_batch_size, seed, lo, local
+        self.per_epoch = len(data.images) // global_batch_size
+        self._cached = (-1, None)  # (epoch, permutation), one tuple: prefetch threads read it
+
+    def __call__(self, index: int, _) -> Batch:
+        epoch, i = divmod(index, self.per_epoch)
+        cached_epoch, perm = self._cached
+        if cached_epoch != epoch:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.data.images))
+            self._cached = (epoch, perm)
+        idx = perm[i * self.batch : (i + 1) * self.batch][self.lo : self.lo + self.local]
+        return _gather(self.data, idx)
+
+
 class TrainIterator:
     """Endless host-local training batches with a checkpointable position.
 
@@ -46,15 +68,8 @@ class TrainIterator:
                 f"train.batch_size {global_batch_size} must divide evenly over {process_count} hosts"
             )
         local = global_batch_size // process_count
-        lo = process_index * local
-        ds = (
-            grain.MapDataset.range(n)
-            .seed(seed)
-            .shuffle()
-            .repeat()
-            .batch(global_batch_size, drop_remainder=True)
-            .map(lambda idx: _gather(data, np.asarray(idx)[lo : lo + local]))
-        )
+        batches = _EpochBatches(data, global_batch_size, seed, process_index * local, local)
+        ds = grain.MapDataset.range(batches.per_epoch).repeat().map_with_index(batches)
         self._it = iter(ds.to_iter_dataset())
 
     def __iter__(self) -> "TrainIterator":
