@@ -4,7 +4,6 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxgen.errors import UserError
 
@@ -59,8 +58,15 @@ class Decoder(nn.Module):
         x = act(nn.Dense((h // f) * (w // f) * self.hidden[-1])(z))
         x = x.reshape(z.shape[0], h // f, w // f, self.hidden[-1])
         for ch in reversed(self.hidden):
-            x = act(nn.ConvTranspose(ch, (4, 4), strides=(2, 2))(x))
+            x = act(nn.Conv(ch, (3, 3))(upsample(x)))
         return nn.Conv(c, (3, 3))(x)
+
+
+def upsample(x: jax.Array) -> jax.Array:
+    """Nearest-neighbour 2x upsampling. Followed by a conv it replaces a stride-2 transposed conv:
+    no checkerboard artefacts, and its gradient is far faster on CPU (XLA's transposed-conv
+    gradient ran at ~2% of matmul peak there)."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
 def check_arch(arch: str, hidden: Sequence[int], shape: Sequence[int]) -> None:
@@ -73,11 +79,3 @@ def check_arch(arch: str, hidden: Sequence[int], shape: Sequence[int]) -> None:
             f"a conv net with {len(hidden)} stride-2 layers needs image sides divisible by {f}, "
             f"got {shape[0]}x{shape[1]}; use fewer model.hidden layers or model.arch=mlp"
         )
-
-
-def num_dims(shape: Sequence[int]) -> int:
-    return int(np.prod(shape))
-
-
-def flat(x: jax.Array) -> jax.Array:
-    return jnp.reshape(x, (x.shape[0], -1))
