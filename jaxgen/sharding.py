@@ -35,8 +35,8 @@ def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:
 
 
 def state_shardings(abstract_state: Any, mesh: jax.sharding.Mesh, min_shard_size: int = 0) -> Any:
-    """Replicates every leaf, or (min_shard_size > 0) shards leaves with at least that many
-    elements along their first axis divisible by the mesh size, to save memory on large models."""
+    """Replicates every leaf, or (min_shard_size > 0) shards each leaf of at least that many
+    elements along its first axis whose length the mesh size divides, to save memory."""
     size = mesh.shape["data"]
 
     def one(leaf):
