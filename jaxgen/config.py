@@ -120,6 +120,7 @@ def base_config() -> ConfigDict:
         batch_size=500, num_examples=0,  # 0: the whole eval split
         num_samples=10000, sample_grid=64, picture_examples=1000,
         iwae_samples=1, iwae_chunk=1,
+        feature_workdir="",  # a trained classifier run: adds sample metrics to eval ('' = off)
     ))
     return c
 

@@ -12,6 +12,7 @@ import numpy as np
 from jaxgen import checkpoint, config as config_lib, models, sharding, viz, writers
 from jaxgen.data import pipeline, sources
 from jaxgen.errors import Interrupted, UserError
+from jaxgen.metrics import sample_eval
 from jaxgen.models.base import DataSpec, Family, TrainState
 
 
@@ -57,7 +58,8 @@ class Experiment:
         self.train_fn = jax.jit(self.family.train_step, out_shardings=(self.state_sh, repl),
                                 donate_argnums=0)
         self.eval_fn = jax.jit(self._eval_sums, out_shardings=repl)
-        self.sample_fn = jax.jit(self.family.sample, static_argnums=2, out_shardings=data_sh)
+        self.sample_fn = None if self.family.sample is None else jax.jit(
+            self.family.sample, static_argnums=2, out_shardings=data_sh)
         self.finite_fn = jax.jit(_finite)
         self.ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                             config.train.keep_checkpoints)
@@ -126,20 +128,25 @@ class Experiment:
                 else:
                     timed += 1
                 done = step + 1
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                log = done % cfg.log_every == 0 or done == cfg.steps
+                save = done % cfg.checkpoint_every == 0 or done == cfg.steps
+                evaluate = done % cfg.eval_every == 0 or done == cfg.steps
+                sample = self.sample_fn is not None and (done % cfg.sample_every == 0
+                                                         or done == cfg.steps)
+                if log:
                     self._log_train(writer, done, window, timed / max(time.perf_counter() - t0, 1e-9))
-                    window, timed = [], 0
-                if done % cfg.checkpoint_every == 0 or done == cfg.steps or stop["signal"]:
+                    window = []
+                if save or stop["signal"]:  # the signal may arrive while logging
                     self._save(state, data, last_metrics)
                 if stop["signal"]:
                     raise Interrupted(f"stopped by signal {stop['signal']} at step {done}; "
                                       f"checkpoint saved; run the same command to resume")
-                if done % cfg.eval_every == 0 or done == cfg.steps:
+                if evaluate:
                     self.evaluate(self.finalize(state), writer)
-                if done % cfg.sample_every == 0 or done == cfg.steps:
+                if sample:
                     self.write_samples(self.finalize(state))
-                if done % cfg.log_every == 0:
-                    t0 = time.perf_counter()  # rates exclude checkpoint, eval and sample time
+                if log or save or evaluate or sample:
+                    t0, timed = time.perf_counter(), 0  # rates leave out logging, saves and evals
         finally:
             for s, h in handlers.items():
                 signal.signal(s, h)
@@ -207,6 +214,8 @@ class Experiment:
         metrics["num_examples"] = count
         _log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
              f"({time.perf_counter() - t:.1f}s): {writers.format_metrics(metrics)}")
+        if cfg.feature_workdir:
+            metrics.update(sample_eval.sample_metrics(self, state))
         if self.is_main:
             os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
             with open(os.path.join(self.workdir, "eval", f"{step}.json"), "w") as f:
@@ -234,6 +243,9 @@ class Experiment:
 
     def generate(self, state: TrainState, n: int) -> np.ndarray:
         """n samples as floats in [0, 1], drawn in sharded chunks of eval.batch_size."""
+        if self.sample_fn is None:
+            raise UserError(f"model.family {self.config.model.family!r} generates no samples; "
+                            f"use --mode train or eval, and no eval.feature_workdir")
         chunk = self.config.eval.batch_size
         parts = [jax.device_get(self.sample_fn(state, jax.random.fold_in(self.rng_sample, i), chunk))
                  for i in range(-(-n // chunk))]

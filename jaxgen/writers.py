@@ -36,7 +36,7 @@ class MetricWriter:
 def format_metrics(metrics: dict[str, float]) -> str:
     """'loss 1.2 | a 3 | b 4': the loss first, the rest by name."""
     keys = sorted(metrics, key=lambda k: (k != "loss", k))
-    return " | ".join(f"{k} {_num(metrics[k])}" for k in keys)
+    return " | ".join(f"{k} {format_number(metrics[k])}" for k in keys)
 
 
 def format_progress(step: int, total: int, metrics: dict[str, float], steps_per_s: float,
@@ -48,5 +48,5 @@ def format_progress(step: int, total: int, metrics: dict[str, float], steps_per_
             f"{steps_per_s * batch_size:.0f} img/s | ETA {eta_text}")
 
 
-def _num(v: float) -> str:
+def format_number(v: float) -> str:
     return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"

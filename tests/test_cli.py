@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke",
          "vae_mnist.py:conv+smoke", "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke",
          "gaussian_mnist.py:pca50+smoke", "autoencoder_mnist.py:smoke",
-         "autoencoder_mnist.py:conv+smoke"]
+         "autoencoder_mnist.py:conv+smoke", "classifier_mnist.py:smoke",
+         "classifier_cifar10.py:smoke"]
 
 
 def cfg(name: str) -> str:
@@ -35,11 +36,15 @@ def test_smoke_config_trains_end_to_end(config, tmp_path, capsys):
         metrics = json.load(f)
     assert metrics["num_examples"] == 32
     assert all(v == v for v in metrics.values())  # no NaN
-    samples = os.listdir(os.path.join(workdir, "samples"))
-    assert "samples_000006.png" in samples
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         assert [json.loads(l)["step"] for l in f if '"train"' in l] == [3, 6]
     assert os.listdir(os.path.join(workdir, "events"))
+    if config.startswith("classifier"):  # generates nothing
+        assert {"loss", "accuracy"} <= set(metrics)
+        assert not os.path.exists(os.path.join(workdir, "samples"))
+        return
+    samples = os.listdir(os.path.join(workdir, "samples"))
+    assert "samples_000006.png" in samples
     if "latent2" in config:
         assert {"manifold_000006.png", "latents_000006.png"} <= set(samples)
 
@@ -53,10 +58,12 @@ def test_rerun_resumes_and_eval_sample_modes_use_latest(tmp_path, capsys):
     code, _ = run(capsys, *args, "--config.train.steps=9")
     assert code == 0
     assert sorted(os.listdir(tmp_path / "checkpoints")) == ["3", "6", "9"]
+    assert run(capsys, *args, "--config.train.steps=12")[0] == 0
+    assert sorted(os.listdir(tmp_path / "checkpoints"), key=int) == ["6", "9", "12"]  # keep 3
     assert run(capsys, *args, "--mode", "eval")[0] == 0
-    assert os.path.exists(tmp_path / "eval" / "9.json")
+    assert os.path.exists(tmp_path / "eval" / "12.json")
     assert run(capsys, *args, "--mode", "sample")[0] == 0
-    images = np.load(tmp_path / "samples" / "samples_000009.npz")["images"]
+    images = np.load(tmp_path / "samples" / "samples_000012.npz")["images"]
     assert images.shape == (16, 8, 8, 1) and images.dtype == np.uint8
 
 

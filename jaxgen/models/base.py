@@ -40,7 +40,9 @@ class Family:
     train_step(state, batch, rng) -> (state, metrics): metrics are means over the global batch.
     eval_step(state, batch, rng) -> metrics: per-example values [B], so the loop can average the
         test split exactly over padded batches.
-    sample(state, rng, n) -> images: float [n, H, W, C] in [0, 1].
+    sample(state, rng, n) -> images: float [n, H, W, C] in [0, 1]; None for a family that
+        generates nothing (a classifier): the loop then writes no sample grids and refuses
+        --mode sample and sample metrics.
     pictures(state, batch, rng) -> {name: images in [0, 1]} or {name: uint8 picture}: the
         family's own PNGs at each eval (reconstructions, interpolations, latent maps).
     finalize(state) -> state: host-side, on numpy arrays, before eval and sampling: derived
@@ -50,7 +52,7 @@ class Family:
     init: Callable[[Array, Batch], TrainState]
     train_step: Callable[[TrainState, Batch, Array], tuple[TrainState, Metrics]]
     eval_step: Callable[[TrainState, Batch, Array], Metrics]
-    sample: Callable[[TrainState, Array, int], Array]
+    sample: Callable[[TrainState, Array, int], Array] | None
     pictures: Callable[[TrainState, Batch, Array], dict[str, Any]] | None = None
     finalize: Callable[[TrainState], TrainState] | None = None
 

@@ -1,0 +1,125 @@
+"""Image classifier (a small batch-norm CNN) trained by cross-entropy on [0, 1] pixels.
+
+It generates nothing (Family.sample is None); it exists to be the feature network of the sample
+metrics: its penultimate layer (`model.feature_dim` wide, after ReLU) is the feature space and its
+softmax the class probabilities (jaxgen.metrics.features).
+"""
+from collections.abc import Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgen.data.preprocess import to_model_space
+from jaxgen.errors import UserError
+from jaxgen.models import base
+
+Array = jax.Array
+nn = flax.linen
+
+
+class CNN(nn.Module):
+    """Per stage: (3x3 conv, batch norm, ReLU) x convs_per_stage, 2x2 max-pool, dropout."""
+
+    widths: tuple[int, ...]
+    convs_per_stage: int
+    feature_dim: int
+    num_classes: int
+    dropout: float
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
+        """x [B, H, W, C] in [0, 1] -> (features [B, F], logits [B, K])."""
+        for width in self.widths:
+            for _ in range(self.convs_per_stage):
+                x = nn.Conv(width, (3, 3), use_bias=False)(x)
+                x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = nn.Dense(self.feature_dim)(x.reshape(x.shape[0], -1))
+        features = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+        h = nn.Dropout(self.dropout, deterministic=not train)(features)
+        return features, nn.Dense(self.num_classes)(h)
+
+
+def augment(rng: Array, x: Array, crop_pad: int, flip: bool) -> Array:
+    """Per-example random translation by up to crop_pad pixels (zero padding) and, with flip,
+    random horizontal flips. x [B, H, W, C]."""
+    b, h, w, c = x.shape
+    crop_rng, flip_rng = jax.random.split(rng)
+    if crop_pad:
+        padded = jnp.pad(x, ((0, 0), (crop_pad, crop_pad), (crop_pad, crop_pad), (0, 0)))
+        offsets = jax.random.randint(crop_rng, (b, 2), 0, 2 * crop_pad + 1)
+        x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c)))(
+            padded, offsets)
+    if flip:
+        x = jnp.where(jax.random.bernoulli(flip_rng, 0.5, (b, 1, 1, 1)), x[:, :, ::-1], x)
+    return x
+
+
+def _network(config, spec: base.DataSpec) -> CNN:
+    m = config.model
+    if config.data.space != "unit":
+        raise UserError("the classifier reads [0, 1] pixels: set data.space=unit")
+    if spec.num_classes < 2:
+        raise UserError(f"the classifier needs labelled data with at least 2 classes; "
+                        f"{config.data.name!r} has {spec.num_classes}")
+    if min(spec.shape[:2]) < 2 ** len(m.widths):
+        raise UserError(f"{len(m.widths)} pooling stages (model.widths) need images of at least "
+                        f"{2 ** len(m.widths)} pixels a side, got {spec.shape[:2]}")
+    return CNN(tuple(m.widths), m.convs_per_stage, m.feature_dim, spec.num_classes, m.dropout)
+
+
+def _predict(net: CNN, state: base.TrainState, images: Array) -> tuple[Array, Array]:
+    """Eval-mode (features [N, F], logits [N, K]) of images in [0, 1]."""
+    variables = {"params": base.eval_params(state), "batch_stats": state.model_state}
+    return net.apply(variables, images, train=False)
+
+
+def make_embed(config, spec: base.DataSpec) -> Callable[[base.TrainState, Array],
+                                                        tuple[Array, Array]]:
+    """(state, images in [0, 1] [N, H, W, C]) -> (features [N, F], class probabilities [N, K])."""
+    net = _network(config, spec)
+
+    def embed(state: base.TrainState, images: Array) -> tuple[Array, Array]:
+        features, logits = _predict(net, state, images)
+        return features, jax.nn.softmax(logits)
+
+    return embed
+
+
+def make_family(config, spec: base.DataSpec) -> base.Family:
+    m = config.model
+    net = _network(config, spec)
+    optimizer = base.make_optimizer(config.optim)
+
+    def init(rng: Array, batch: base.Batch) -> base.TrainState:
+        variables = net.init(rng, to_model_space(batch["image"], "unit"), train=False)
+        return base.new_state(variables["params"], optimizer, config.optim.ema_decay,
+                              model_state=variables["batch_stats"])
+
+    def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
+        aug_rng, dropout_rng = jax.random.split(rng)
+        x = augment(aug_rng, to_model_space(batch["image"], "unit"), m.crop_pad, m.flip)
+
+        def loss_fn(params):
+            (_, logits), updates = net.apply(
+                {"params": params, "batch_stats": state.model_state}, x, train=True,
+                rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            return loss, (logits, updates["batch_stats"])
+
+        (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        accuracy = jnp.mean(logits.argmax(-1) == batch["label"])
+        return state.replace(model_state=stats), {"loss": loss, "accuracy": accuracy}
+
+    def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
+        del rng  # deterministic at eval
+        _, logits = _predict(net, state, to_model_space(batch["image"], "unit"))
+        labels = batch["label"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        return {"loss": loss, "accuracy": (logits.argmax(-1) == labels).astype(jnp.float32)}
+
+    return base.Family(init, train_step, eval_step, sample=None)
