@@ -251,11 +251,13 @@ class Experiment:
                  for i in range(-(-n // chunk))]
         return np.concatenate(parts)[:n]
 
-    def write_samples(self, state: TrainState) -> None:
-        images = self.generate(state, self.config.eval.sample_grid)
+    def write_samples(self, state: TrainState, n: int = 0) -> np.ndarray:
+        """Draws n (default eval.sample_grid) samples; saves a grid of the first sample_grid."""
+        images = self.generate(state, n or self.config.eval.sample_grid)
         if self.is_main:
-            viz.save_grid(images, os.path.join(self.workdir, "samples",
-                                               f"samples_{int(state.step):06d}.png"))
+            viz.save_grid(images[: self.config.eval.sample_grid],
+                          os.path.join(self.workdir, "samples", f"samples_{int(state.step):06d}.png"))
+        return images
 
     def close(self) -> None:
         self.ckpt.close()
@@ -276,8 +278,7 @@ def run(config, workdir: str, mode: str) -> None:
         if mode == "eval":
             exp.evaluate(state)
         else:
-            exp.write_samples(state)
-            images = exp.generate(state, config.eval.num_samples)
+            images = exp.write_samples(state, config.eval.num_samples)
             path = os.path.join(workdir, "samples", f"samples_{int(state.step):06d}.npz")
             if exp.is_main:
                 np.savez_compressed(path, images=viz.to_uint8(images))
