@@ -14,7 +14,8 @@ SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smok
          "vae_mnist.py:conv+smoke", "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke",
          "gaussian_mnist.py:pca50+smoke", "autoencoder_mnist.py:smoke",
          "autoencoder_mnist.py:conv+smoke", "classifier_mnist.py:smoke",
-         "classifier_cifar10.py:smoke"]
+         "classifier_cifar10.py:smoke", "nice_mnist.py:smoke", "realnvp_mnist.py:smoke",
+         "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke", "glow_cifar10.py:smoke"]
 
 
 def cfg(name: str) -> str:
