@@ -4,40 +4,9 @@ paper reports a test log-likelihood of 1980.50 nats with a logistic prior in its
 convention; here the prior is standard normal and the figure is bits/dim over 8-bit pixels.
 Variants: tiny, smoke (tiny model too). Figures reached: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
-
-
-def tiny(c):
-    c.model.update(steps=2, hidden=16, mlp_layers=1)
+from jaxgen.config import flow_config
 
 
 def get_config(variant=None):
-    c = base_config()
-    c.data.name = "mnist"
-    c.data.space = "dequantize"
-    c.model.family = "flows"
-    c.model.flow = "nice"
-    c.model.levels = 1
-    c.model.steps = 4
-    c.model.hidden = 1000
-    c.model.mlp_layers = 5
-    c.model.lu = False
-    c.model.actnorm = False
-    c.model.logit_alpha = 0.05
-    c.model.temperature = 1.0
-    c.model.picture_temperature = 0.7
-    c.optim.learning_rate = 1e-3
-    c.optim.warmup_steps = 1000
-    c.optim.grad_clip = 50.0
-    c.train.steps = 50_000
-    c.train.batch_size = 64
-    c.train.log_every = 500
-    c.train.checkpoint_every = 5000
-    c.train.eval_every = 10_000
-    c.train.sample_every = 5000
-    c.eval.batch_size = 500
-    c.eval.num_samples = 1000
-    pick_variant(c, variant, {"tiny": tiny})
-    if "smoke" in (variant or "").split("+"):
-        tiny(c)
-    return c
+    return flow_config("nice", "mnist", variant, tiny=dict(steps=2, hidden=16, mlp_layers=1),
+                       levels=1, steps=4, hidden=1000, mlp_layers=5, actnorm=False)

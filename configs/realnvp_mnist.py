@@ -7,40 +7,9 @@ actnorm after each coupling stands in for the paper's batch norm. Standard norma
 Variants: tiny, smoke (tiny model too).
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
-
-
-def tiny(c):
-    c.model.update(levels=2, steps=1, hidden=8)
+from jaxgen.config import flow_config
 
 
 def get_config(variant=None):
-    c = base_config()
-    c.data.name = "mnist"
-    c.data.space = "dequantize"
-    c.model.family = "flows"
-    c.model.flow = "realnvp"
-    c.model.levels = 2
-    c.model.steps = 3
-    c.model.hidden = 64
-    c.model.mlp_layers = 0
-    c.model.lu = False
-    c.model.actnorm = True
-    c.model.logit_alpha = 0.05
-    c.model.temperature = 1.0
-    c.model.picture_temperature = 0.7
-    c.optim.learning_rate = 1e-3
-    c.optim.warmup_steps = 1000
-    c.optim.grad_clip = 50.0
-    c.train.steps = 50_000
-    c.train.batch_size = 64
-    c.train.log_every = 500
-    c.train.checkpoint_every = 5000
-    c.train.eval_every = 10_000
-    c.train.sample_every = 5000
-    c.eval.batch_size = 500
-    c.eval.num_samples = 1000
-    pick_variant(c, variant, {"tiny": tiny})
-    if "smoke" in (variant or "").split("+"):
-        tiny(c)
-    return c
+    return flow_config("realnvp", "mnist", variant, tiny=dict(levels=2, steps=1, hidden=8),
+                       levels=2, steps=3, hidden=64)

@@ -147,3 +147,25 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict) -> ConfigDi
         else:
             raise KeyError(f"unknown variant {name!r}; available: smoke, {', '.join(variants)}")
     return c
+
+
+def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict, **model) -> ConfigDict:
+    """What every flow config shares; `model` sets its architecture, `tiny` the small one of the
+    'tiny' and 'smoke' variants. Glow configs also get 'plain' (non-LU 1x1 convs)."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = "dequantize"
+    c.model = ConfigDict(dict(family="flows", flow=flow, mlp_layers=0, lu=False, actnorm=True,
+                              logit_alpha=0.05, temperature=1.0, picture_temperature=0.7))
+    c.model.update(model)
+    c.optim.update(learning_rate=1e-3, warmup_steps=1000, grad_clip=50.0)
+    c.train.update(steps=50_000, batch_size=64, log_every=500, checkpoint_every=5000,
+                   eval_every=10_000, sample_every=5000)
+    c.eval.update(batch_size=500, num_samples=1000)
+    variants = {"tiny": lambda c: c.model.update(tiny)}
+    if flow == "glow":
+        variants["plain"] = lambda c: c.model.update(lu=False)
+    pick_variant(c, variant, variants)
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(tiny)
+    return c
