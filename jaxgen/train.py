@@ -141,10 +141,12 @@ class Experiment:
                 if stop["signal"]:
                     raise Interrupted(f"stopped by signal {stop['signal']} at step {done}; "
                                       f"checkpoint saved; run the same command to resume")
-                if evaluate:
-                    self.evaluate(self.finalize(state), writer)
-                if sample:
-                    self.write_samples(self.finalize(state))
+                if evaluate or sample:
+                    final = self.finalize(state)  # once: it may be a costly host computation
+                    if evaluate:
+                        self.evaluate(final, writer)
+                    if sample:
+                        self.write_samples(final)
                 if log or save or evaluate or sample:
                     t0, timed = time.perf_counter(), 0  # rates leave out logging, saves and evals
         finally:
