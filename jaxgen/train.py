@@ -59,7 +59,7 @@ class Experiment:
                                 donate_argnums=0)
         self.eval_fn = jax.jit(self._eval_sums, out_shardings=repl)
         self.sample_fn = None if self.family.sample is None else jax.jit(
-            self.family.sample, static_argnums=2, out_shardings=data_sh)
+            self.family.sample, out_shardings=data_sh)
         self.finite_fn = jax.jit(_finite)
         self.ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                             config.train.keep_checkpoints)
@@ -243,22 +243,33 @@ class Experiment:
                 else:
                     viz.save_grid(images, path)
 
-    def generate(self, state: TrainState, n: int) -> np.ndarray:
-        """n samples as floats in [0, 1], drawn in sharded chunks of eval.batch_size."""
+    def generate(self, state: TrainState, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """n samples as floats in [0, 1] and their labels (for a conditional family, the classes
+        asked for: equally many of each, in order), drawn in sharded chunks of eval.batch_size."""
         if self.sample_fn is None:
             raise UserError(f"model.family {self.config.model.family!r} generates no samples; "
                             f"use --mode train or eval, and no eval.feature_workdir")
         chunk = self.config.eval.batch_size
-        parts = [jax.device_get(self.sample_fn(state, jax.random.fold_in(self.rng_sample, i), chunk))
-                 for i in range(-(-n // chunk))]
-        return np.concatenate(parts)[:n]
+        num_classes = max(self.train_data.num_classes, 1)
+        labels = np.repeat(np.arange(num_classes, dtype=np.int32), -(-n // num_classes))[:n]
+        padded = np.resize(labels, -(-n // chunk) * chunk).reshape(-1, chunk)
+        sharded = sharding.batch_sharding(self.mesh)
+        parts = []
+        for i, part in enumerate(padded):
+            part_labels = jax.make_array_from_callback(part.shape, sharded, lambda idx: part[idx])
+            parts.append(jax.device_get(self.sample_fn(
+                state, jax.random.fold_in(self.rng_sample, i), part_labels)))
+        return np.concatenate(parts)[:n], labels
 
     def write_samples(self, state: TrainState, n: int = 0) -> np.ndarray:
-        """Draws n (default eval.sample_grid) samples; saves a grid of the first sample_grid."""
-        images = self.generate(state, n or self.config.eval.sample_grid)
+        """Draws n (default eval.sample_grid) samples; saves a grid of the first sample_grid,
+        one row per class for a conditional family."""
+        grid = self.config.eval.sample_grid
+        images, _ = self.generate(state, n or grid)
+        ncol = -(-grid // max(self.train_data.num_classes, 1)) if self.family.conditional else None
         if self.is_main:
-            viz.save_grid(images[: self.config.eval.sample_grid],
-                          os.path.join(self.workdir, "samples", f"samples_{int(state.step):06d}.png"))
+            viz.save_grid(images[:grid], os.path.join(
+                self.workdir, "samples", f"samples_{int(state.step):06d}.png"), ncol=ncol)
         return images
 
     def close(self) -> None:

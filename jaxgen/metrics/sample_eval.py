@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxgen import writers
 from jaxgen.errors import UserError
-from jaxgen.metrics.classifier import class_coverage, classifier_score
+from jaxgen.metrics.classifier import class_coverage, classifier_score, conditional_accuracy
 from jaxgen.metrics.features import load_feature_net, real_features
 from jaxgen.metrics.fid import frechet_distance_features
 from jaxgen.metrics.kid import kid
@@ -51,9 +51,18 @@ def sample_metrics(exp, state) -> dict[str, float]:
     reference, _ = real_features(net, exp.test_data, cfg.data.name, cfg.data.eval_split,
                                  np.arange(num_test))
     subset = np.random.default_rng(0).permutation(len(exp.train_data.images))[:n]
-    real = compare(reference, *real_features(net, exp.train_data, cfg.data.name,
-                                             cfg.data.train_split, subset))
-    fake = compare(reference, *net.embed(exp.generate(state, n)))
+    real_feats, real_probs = real_features(net, exp.train_data, cfg.data.name,
+                                           cfg.data.train_split, subset)
+    real = compare(reference, real_feats, real_probs)
+    images, labels = exp.generate(state, n)
+    features, probs = net.embed(images)
+    fake = compare(reference, features, probs)
+    if exp.family.conditional:
+        accuracy, per_class = conditional_accuracy(probs, labels)
+        fake.update(cond_accuracy=accuracy, cond_accuracy_min=float(np.nanmin(per_class)))
+        # For real images the requested class is the true label: the classifier's own accuracy.
+        accuracy, per_class = conditional_accuracy(real_probs, exp.train_data.labels[subset])
+        real.update(cond_accuracy=accuracy, cond_accuracy_min=float(np.nanmin(per_class)))
     if jax.process_index() == 0:
         print(f"sample metrics ({time.perf_counter() - t:.1f}s): {n} samples and {len(subset)} "
               f"{cfg.data.train_split} images vs {num_test} {cfg.data.eval_split} images, in the "

@@ -74,7 +74,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         mse = jnp.mean((recon - x) ** 2, axis=(1, 2, 3))
         return {"mse": mse, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
 
-    def sample(state: base.TrainState, rng: Array, n: int) -> Array:
+    def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
+        n = labels.shape[0]
         codes = state.model_state
         z = codes["mean"] + jnp.sqrt(codes["var"]) * jax.random.normal(rng, (n, m.latent_dim))
         return net.apply(base.eval_params(state), z, method=Autoencoder.decode)

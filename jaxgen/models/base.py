@@ -40,9 +40,10 @@ class Family:
     train_step(state, batch, rng) -> (state, metrics): metrics are means over the global batch.
     eval_step(state, batch, rng) -> metrics: per-example values [B], so the loop can average the
         test split exactly over padded batches.
-    sample(state, rng, n) -> images: float [n, H, W, C] in [0, 1]; None for a family that
-        generates nothing (a classifier): the loop then writes no sample grids and refuses
-        --mode sample and sample metrics.
+    sample(state, rng, labels) -> images: float [n, H, W, C] in [0, 1] for int32 labels [n];
+        a conditional family draws image i of class labels[i], an unconditional one reads only
+        n. None for a family that generates nothing (a classifier): the loop then writes no
+        sample grids and refuses --mode sample and sample metrics.
     pictures(state, batch, rng) -> {name: images in [0, 1]} or {name: uint8 picture}: the
         family's own PNGs at each eval (reconstructions, interpolations, latent maps).
     finalize(state) -> state: host-side, on numpy arrays, before eval and sampling: derived
@@ -52,9 +53,10 @@ class Family:
     init: Callable[[Array, Batch], TrainState]
     train_step: Callable[[TrainState, Batch, Array], tuple[TrainState, Metrics]]
     eval_step: Callable[[TrainState, Batch, Array], Metrics]
-    sample: Callable[[TrainState, Array, int], Array] | None
+    sample: Callable[[TrainState, Array, Array], Array] | None
     pictures: Callable[[TrainState, Batch, Array], dict[str, Any]] | None = None
     finalize: Callable[[TrainState], TrainState] | None = None
+    conditional: bool = False  # samples follow their labels: grids get one row per class
 
 
 def make_optimizer(optim) -> optax.GradientTransformation:

@@ -199,8 +199,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return decode(state, [jax.random.normal(k, (n,) + s) for k, s in zip(keys, shapes)],
                       temperature)
 
-    def sample(state: base.TrainState, rng: Array, n: int) -> Array:
-        return draw(state, rng, n, m.temperature)
+    def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
+        return draw(state, rng, labels.shape[0], m.temperature)
 
     @jax.jit
     def _pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict[str, Array]:

@@ -79,8 +79,9 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         nll = -log_prob(flat_data(batch, rng), stats["mean"], stats["vals"], stats["vecs"])
         return {"nll": nll, "nll_bpd": losses.dequantized_bits_per_dim(nll, dims)}
 
-    def sample(state: base.TrainState, rng: Array, n: int) -> Array:
+    def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
         """x = mu + E Lambda^(1/2) z with z ~ N(0, I)."""
+        n = labels.shape[0]
         stats = state.model_state
         z = jax.random.normal(rng, (n, dims))
         x = stats["mean"] + (z * jnp.sqrt(stats["vals"])) @ stats["vecs"].T

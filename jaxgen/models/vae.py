@@ -148,7 +148,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return {"elbo": -(recon + kl), "recon": recon, "kl": kl, "elbo_bpd": bpd(recon + kl),
                 f"nll_iwae{k}": nll, "nll_bpd": bpd(nll)}
 
-    def sample(state: base.TrainState, rng: Array, n: int) -> Array:
+    def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
+        n = labels.shape[0]
         z = jax.random.normal(rng, (n, m.latent_dim))
         return mean_image(net.apply(base.eval_params(state), z, method=VAE.decode))
 
