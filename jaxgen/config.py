@@ -169,3 +169,35 @@ def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict, **mode
     if "smoke" in (variant or "").split("+"):
         c.model.update(tiny)
     return c
+
+
+def gan_config(dataset: str, variant: str | None, variants: dict | None = None, *,
+               steps: int = 20_000, batch: int = 64, edit=None, **model) -> ConfigDict:
+    """What every GAN config shares: a DCGAN-style default (nonsaturating loss, Adam 2e-4 with
+    b1 0.5 for both players, an EMA generator, subpixel upsampling for CPU speed; the variant
+    'transposed' gives the paper's transposed convs). `model` overrides the architecture and the
+    game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
+    config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
+    'smoke' gives tiny nets."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = "symmetric"
+    c.model = ConfigDict(dict(
+        family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
+        clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, depth=3,
+        upsample="subpixel", conditional=False))
+    c.model.update(model)
+    c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
+    c.optim_d = ConfigDict(c.optim.to_dict())
+    c.optim_d.ema_decay = 0.0  # only G's average is used
+    c.train.update(steps=steps, batch_size=batch * c.model.n_critic, log_every=500,
+                   checkpoint_every=2000, eval_every=10_000, sample_every=1000)
+    c.eval.update(batch_size=500, num_samples=10_000, sample_grid=100)
+    if edit is not None:
+        edit(c)
+    pick_variant(c, variant, dict(variants or {},
+                                  transposed=lambda c: c.model.update(upsample="transposed")))
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(g_width=8, d_width=8, depth=2, latent_dim=8)
+        c.train.batch_size = 16 * c.model.n_critic
+    return c

@@ -81,3 +81,51 @@ def dequantized_bits_per_dim(nll_nats: Array, num_dims: int, num_bins: int = 256
     -log P(x) <= -log p(y) + D log(num_bins) (the change of variables from [0, num_bins) to [0, 1]).
     """
     return bits_per_dim(nll_nats + num_dims * math.log(num_bins), num_dims)
+
+
+# -- adversarial objectives: critic outputs are logits (minimax, nonsaturating) or scores --------
+
+GAN_LOSSES = ("minimax", "nonsaturating", "wasserstein", "hinge")
+
+
+def gan_d_loss(real: Array, fake: Array, kind: str) -> Array:
+    """The discriminator's (critic's) loss, a mean over its outputs on real [B] and fake [B]."""
+    if kind in ("minimax", "nonsaturating"):  # -log D(x) - log(1 - D(G(z)))
+        return jnp.mean(jax.nn.softplus(-real)) + jnp.mean(jax.nn.softplus(fake))
+    if kind == "wasserstein":  # the critic maximises E[D(x)] - E[D(G(z))]
+        return jnp.mean(fake) - jnp.mean(real)
+    if kind == "hinge":
+        return jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
+    raise ValueError(f"unknown GAN loss {kind!r}; use one of {GAN_LOSSES}")
+
+
+def gan_g_loss(fake: Array, kind: str) -> Array:
+    """The generator's loss on the critic's outputs for its samples, fake [B]."""
+    if kind == "minimax":  # minimises log(1 - D(G(z))), which saturates when D wins
+        return -jnp.mean(jax.nn.softplus(fake))
+    if kind == "nonsaturating":  # maximises log D(G(z)) instead
+        return jnp.mean(jax.nn.softplus(-fake))
+    if kind in ("wasserstein", "hinge"):
+        return -jnp.mean(fake)
+    raise ValueError(f"unknown GAN loss {kind!r}; use one of {GAN_LOSSES}")
+
+
+def _input_grad_norms_sq(critic, x: Array) -> Array:
+    """||d critic(x)_i / d x_i||^2 per example [B]. Summing the outputs before differentiating is
+    exact because a critic without batch statistics treats examples independently."""
+    grads = jax.grad(lambda v: jnp.sum(critic(v)))(x)
+    return sum_except_batch(grads * grads)
+
+
+def gradient_penalty(critic, real: Array, fake: Array, rng: Array) -> Array:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||grad D(x_hat)|| - 1)^2] at x_hat on random points of
+    the segments between real and fake examples."""
+    eps = jax.random.uniform(rng, (real.shape[0],) + (1,) * (real.ndim - 1))
+    x_hat = eps * real + (1.0 - eps) * fake
+    norms = jnp.sqrt(_input_grad_norms_sq(critic, x_hat) + 1e-12)
+    return jnp.mean((norms - 1.0) ** 2)
+
+
+def r1_penalty(critic, real: Array) -> Array:
+    """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data; weighted by gamma / 2."""
+    return jnp.mean(_input_grad_norms_sq(critic, real))

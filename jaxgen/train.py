@@ -161,6 +161,12 @@ class Experiment:
         window = jax.device_get(window)
         means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
         self._check_finite(means, step)
+        skipped = int(round(means.get("skipped", 0.0) * len(window)))  # families that skip
+        if skipped == len(window):
+            self._check_finite({"values in every step since the last log": float("nan")}, step)
+        if skipped:
+            _log(f"warning: {skipped} of the last {len(window)} steps had non-finite values and "
+                 f"were skipped (state kept)")
         writer.write(step, "train", dict(means, steps_per_s=rate))
         _log(writers.format_progress(step, self.config.train.steps, means, rate,
                                      self.config.train.batch_size))

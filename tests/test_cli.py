@@ -15,7 +15,9 @@ SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smok
          "gaussian_mnist.py:pca50+smoke", "autoencoder_mnist.py:smoke",
          "autoencoder_mnist.py:conv+smoke", "classifier_mnist.py:smoke",
          "classifier_cifar10.py:smoke", "nice_mnist.py:smoke", "realnvp_mnist.py:smoke",
-         "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke", "glow_cifar10.py:smoke"]
+         "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke", "glow_cifar10.py:smoke",
+         "gan_mnist.py:smoke", "dcgan_mnist.py:smoke", "cgan_mnist.py:smoke",
+         "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke"]
 
 
 def cfg(name: str) -> str:

@@ -60,7 +60,8 @@ class Family:
 
 
 def make_optimizer(optim) -> optax.GradientTransformation:
-    """config.optim -> optax chain: optional clipping, Adam/AdamW/SGD, warmup + constant/cosine."""
+    """config.optim -> optax chain: optional clipping, Adam/AdamW/RMSProp/SGD, warmup then a
+    constant, cosine or linear schedule. RMSProp's squared-gradient decay is b2."""
     if optim.schedule == "constant":
         lr = optax.warmup_constant_schedule(0.0, optim.learning_rate, max(optim.warmup_steps, 1)) \
             if optim.warmup_steps else optim.learning_rate
@@ -68,16 +69,23 @@ def make_optimizer(optim) -> optax.GradientTransformation:
         lr = optax.warmup_cosine_decay_schedule(
             0.0, optim.learning_rate, max(optim.warmup_steps, 1), optim.decay_steps
         )
+    elif optim.schedule == "linear":  # warmup, then linear decay to 0 at decay_steps
+        warmup = max(optim.warmup_steps, 1)
+        lr = optax.join_schedules([
+            optax.linear_schedule(0.0, optim.learning_rate, warmup),
+            optax.linear_schedule(optim.learning_rate, 0.0, optim.decay_steps - warmup)], [warmup])
     else:
-        raise UserError(f"unknown optim.schedule {optim.schedule!r}; use constant or cosine")
+        raise UserError(f"unknown optim.schedule {optim.schedule!r}; use constant, cosine or linear")
     if optim.name == "adam":
         opt = optax.adam(lr, b1=optim.b1, b2=optim.b2)
     elif optim.name == "adamw":
         opt = optax.adamw(lr, b1=optim.b1, b2=optim.b2, weight_decay=optim.weight_decay)
+    elif optim.name == "rmsprop":
+        opt = optax.rmsprop(lr, decay=optim.b2)
     elif optim.name == "sgd":
         opt = optax.sgd(lr, momentum=optim.b1)
     else:
-        raise UserError(f"unknown optim.name {optim.name!r}; use adam, adamw or sgd")
+        raise UserError(f"unknown optim.name {optim.name!r}; use adam, adamw, rmsprop or sgd")
     if optim.grad_clip:
         opt = optax.chain(optax.clip_by_global_norm(optim.grad_clip), opt)
     return opt

@@ -1,0 +1,11 @@
+"""The original GAN (Goodfellow et al. 2014) on MNIST: MLPs, z of 100 dims, G 256-512-1024 with
+ReLU and a tanh output, D 1024-512-256 with LeakyReLU(0.2); the nonsaturating generator loss the
+paper recommends in practice (variant 'minimax': the loss as the game is written). Adam 2e-4,
+b1 0.5, batch 64, EMA generator. Variants: minimax, smoke. Figures: experiments/README.md.
+"""
+from jaxgen.config import gan_config
+
+
+def get_config(variant=None):
+    return gan_config("mnist", variant, {"minimax": lambda c: c.model.update(loss="minimax")},
+                      arch="mlp", g_width=1024, d_width=1024, depth=3)

@@ -1,0 +1,171 @@
+"""Generators and critics of the GAN family, optionally conditioned on a class label.
+
+mlp:    fully connected, as in Goodfellow et al. 2014.
+dcgan:  Radford et al. 2016: G projects z to a small map, then stride-2 transposed convs with
+        batch norm and ReLU; D is stride-2 convs with LeakyReLU(0.2), no batch norm.
+resnet: Gulrajani et al. 2017 (WGAN-GP, CIFAR-10): residual blocks, nearest upsampling in G,
+        mean-pool downsampling in D, a global sum pool before D's head.
+
+The number of 2x stages is fixed by the image side: halve it while it stays even and >= 8
+(28 -> 14 -> 7: two stages; 32 -> 16 -> 8 -> 4: three). A conditional G concatenates a label
+embedding to z; a conditional D adds the projection <embed(y), features> (Miyato & Koyama 2018).
+Critics keep no batch statistics, so each output depends only on its own input, which the
+gradient penalties rely on.
+"""
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgen.errors import UserError
+from jaxgen.nn.encoders import upsample
+
+Array = jax.Array
+ARCHS = ("mlp", "dcgan", "resnet")
+UPSAMPLINGS = ("transposed", "subpixel")
+
+
+def num_stages(side: int) -> int:
+    """How many 2x up/down stages an image side allows (28 -> 2, 32 -> 3, 64 -> 4)."""
+    n = 0
+    while side % 2 == 0 and side // 2 >= 4:
+        side, n = side // 2, n + 1
+    return n
+
+
+def check_arch(arch: str, upsampling: str, shape: Sequence[int]) -> None:
+    if arch not in ARCHS:
+        raise UserError(f"unknown model.arch {arch!r}; use one of {', '.join(ARCHS)}")
+    if upsampling not in UPSAMPLINGS:
+        raise UserError(f"unknown model.upsample {upsampling!r}; use one of "
+                        f"{', '.join(UPSAMPLINGS)}")
+    if arch != "mlp" and (shape[0] != shape[1] or num_stages(shape[0]) == 0):
+        raise UserError(f"model.arch {arch} needs square images with an even side >= 8, got "
+                        f"{shape[0]}x{shape[1]}; use model.arch=mlp")
+
+
+class BatchNorm(nn.Module):
+    """Batch norm with the current batch's statistics in training and sampling alike, as
+    DCGAN generators are usually run; it keeps no running averages, so an EMA generator needs
+    no recomputed statistics."""
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        axes = tuple(range(x.ndim - 1))
+        mean, var = jnp.mean(x, axes), jnp.var(x, axes)
+        scale = self.param("scale", nn.initializers.ones, (x.shape[-1],))
+        bias = self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+        return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
+
+
+def _mean_pool(x: Array) -> Array:
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+class GResBlock(nn.Module):
+    """BN, ReLU, 2x upsample, 3x3 conv, BN, ReLU, 3x3 conv; shortcut: upsample, 1x1 conv."""
+
+    width: int
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        h = upsample(nn.relu(BatchNorm()(x)))
+        h = nn.Conv(self.width, (3, 3))(h)
+        h = nn.Conv(self.width, (3, 3))(nn.relu(BatchNorm()(h)))
+        return h + nn.Conv(self.width, (1, 1))(upsample(x))
+
+
+class DResBlock(nn.Module):
+    """ReLU, 3x3 conv, ReLU, 3x3 conv, optional mean pool; shortcut 1x1 conv (+ pool) when the
+    shape changes. `first` is the optimized first block: no ReLU on the raw image."""
+
+    width: int
+    down: bool
+    first: bool = False
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        h = x if self.first else nn.relu(x)
+        h = nn.Conv(self.width, (3, 3))(h)
+        h = nn.Conv(self.width, (3, 3))(nn.relu(h))
+        shortcut = x
+        if self.down:
+            h, shortcut = _mean_pool(h), _mean_pool(shortcut)
+        if self.down or x.shape[-1] != self.width:
+            shortcut = nn.Conv(self.width, (1, 1))(shortcut)
+        return h + shortcut
+
+
+class Generator(nn.Module):
+    """(z [B, Z], labels [B]) -> images [B, H, W, C] in [-1, 1]."""
+
+    arch: str
+    width: int  # mlp: the last hidden layer's width (halved going back); conv: the base width
+    depth: int  # mlp hidden layers
+    shape: tuple[int, int, int]
+    num_classes: int = 0  # 0: unconditional
+    upsample: str = "transposed"  # dcgan: transposed or subpixel
+
+    def up(self, features: int, x: Array) -> Array:
+        """A learned 2x upsampling: the paper's 4x4 stride-2 transposed conv, or a 3x3 conv to
+        4x the channels and a depth-to-space shuffle (Shi et al. 2016). Each output pixel of the
+        former reads a 2x2 input window, inside the latter's 3x3 one, so subpixel can express it;
+        its gradient ran ~7x faster on XLA's CPU backend."""
+        if self.upsample == "transposed":
+            return nn.ConvTranspose(features, (4, 4), strides=(2, 2))(x)
+        b, h, w, _ = x.shape
+        x = nn.Conv(4 * features, (3, 3))(x).reshape(b, h, w, 2, 2, features)
+        return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, features)
+
+    @nn.compact
+    def __call__(self, z: Array, labels: Array) -> Array:
+        h, w, c = self.shape
+        if self.num_classes:
+            z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1])(labels)], axis=-1)
+        if self.arch == "mlp":
+            for i in reversed(range(self.depth)):
+                z = nn.relu(nn.Dense(self.width // 2**i)(z))
+            return jnp.tanh(nn.Dense(h * w * c)(z)).reshape(-1, h, w, c)
+        n = num_stages(h)
+        side = h // 2**n
+        ch = self.width * 2 ** (n - 1) if self.arch == "dcgan" else self.width
+        x = nn.Dense(side * side * ch)(z).reshape(-1, side, side, ch)
+        if self.arch == "dcgan":
+            x = nn.relu(BatchNorm()(x))
+            for i in range(n - 1):
+                x = nn.relu(BatchNorm()(self.up(ch // 2 ** (i + 1), x)))
+            return jnp.tanh(self.up(c, x))
+        for _ in range(n):
+            x = GResBlock(ch)(x)
+        return jnp.tanh(nn.Conv(c, (3, 3))(nn.relu(BatchNorm()(x))))
+
+
+class Critic(nn.Module):
+    """(images [B, H, W, C] in [-1, 1], labels [B]) -> one logit or score per image [B]."""
+
+    arch: str
+    width: int  # mlp: the first hidden layer's width (halved going on); conv: the base width
+    depth: int
+    num_classes: int = 0
+
+    @nn.compact
+    def __call__(self, x: Array, labels: Array) -> Array:
+        if self.arch == "mlp":
+            x = x.reshape(x.shape[0], -1)
+            for i in range(self.depth):
+                x = nn.leaky_relu(nn.Dense(self.width // 2**i)(x), 0.2)
+            features = x
+        elif self.arch == "dcgan":
+            for i in range(num_stages(x.shape[1])):
+                x = nn.leaky_relu(nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(x), 0.2)
+            features = x.reshape(x.shape[0], -1)
+        else:
+            downs = max(num_stages(x.shape[1]) - 1, 1)
+            for i in range(downs + 2):
+                x = DResBlock(self.width, down=i < downs, first=i == 0)(x)
+            features = jnp.sum(nn.relu(x), axis=(1, 2))
+        out = nn.Dense(1)(features)[:, 0]
+        if self.num_classes:
+            out += jnp.sum(nn.Embed(self.num_classes, features.shape[-1])(labels) * features, -1)
+        return out

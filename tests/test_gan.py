@@ -1,0 +1,193 @@
+"""GAN family: adversarial losses, penalties, the two-player step, architectures, the CLI."""
+import math
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgen import config as config_lib, losses, train
+from jaxgen.errors import UserError
+from jaxgen.main import main
+from jaxgen.models import base, gan
+from jaxgen.nn.gan_nets import Critic, Generator, num_stages
+
+from test_cli import cfg
+
+MNIST = base.DataSpec((28, 28, 1), 10)
+
+
+def family_and_state(spec=MNIST, batch_size=16, seed=0, **model):
+    c = config_lib.gan_config("mnist", "smoke", **model)
+    c.train.batch_size = batch_size
+    fam = gan.make_family(c, spec)
+    batch = fake_batch(spec, batch_size, seed)
+    return c, fam, jax.jit(fam.init)(jax.random.key(seed), batch), batch
+
+
+def fake_batch(spec, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return {"image": jnp.asarray(rng.integers(0, 256, (n,) + spec.shape), jnp.uint8),
+            "label": jnp.asarray(rng.integers(0, spec.num_classes, n), jnp.int32)}
+
+
+def test_loss_values_at_known_points():
+    zero, big = jnp.zeros(4), jnp.full(4, 30.0)
+    log2 = math.log(2.0)
+    assert losses.gan_d_loss(zero, zero, "minimax") == pytest.approx(2 * log2)
+    assert losses.gan_d_loss(big, -big, "nonsaturating") == pytest.approx(0.0, abs=1e-6)
+    assert losses.gan_g_loss(zero, "minimax") == pytest.approx(-log2)
+    assert losses.gan_g_loss(zero, "nonsaturating") == pytest.approx(log2)
+    # The nonsaturating loss keeps a gradient where the minimax one vanishes (D sure it's fake).
+    g_mm = jax.grad(lambda f: losses.gan_g_loss(f, "minimax"))(-big)
+    g_ns = jax.grad(lambda f: losses.gan_g_loss(f, "nonsaturating"))(-big)
+    assert float(jnp.abs(g_mm).max()) < 1e-10 < float(jnp.abs(g_ns).min())
+    real, fake = jnp.array([2.0, 0.5]), jnp.array([-3.0, 0.0])
+    assert losses.gan_d_loss(real, fake, "wasserstein") == pytest.approx(-1.5 - 1.25)
+    assert losses.gan_d_loss(real, fake, "hinge") == pytest.approx(0.25 + 0.5)
+    assert losses.gan_g_loss(fake, "hinge") == pytest.approx(1.5)
+
+
+class SmallCritic(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = jnp.tanh(nn.Dense(16)(x.reshape(x.shape[0], -1)))
+        return nn.Dense(1)(h)[:, 0]
+
+
+def per_example_grad_norms(critic, x):
+    """||grad_x D(x_i)|| one example at a time: the explicit computation the penalties batch."""
+    one = jax.grad(lambda xi: critic(xi[None])[0])
+    return jnp.stack([jnp.linalg.norm(one(xi).ravel()) for xi in x])
+
+
+def test_gradient_penalty_equals_the_explicit_computation():
+    k1, k2, k3, k4 = jax.random.split(jax.random.key(0), 4)
+    real = jax.random.normal(k1, (6, 4, 4, 1))
+    fake = jax.random.normal(k2, (6, 4, 4, 1))
+    net = SmallCritic()
+    params = net.init(k3, real)
+    critic = lambda x: net.apply(params, x)
+    eps = jax.random.uniform(k4, (6, 1, 1, 1))  # the draw gradient_penalty makes from k4
+    norms = per_example_grad_norms(critic, eps * real + (1 - eps) * fake)
+    expected = jnp.mean((norms - 1.0) ** 2)
+    np.testing.assert_allclose(losses.gradient_penalty(critic, real, fake, k4), expected, rtol=1e-5)
+    np.testing.assert_allclose(losses.r1_penalty(critic, real),
+                               jnp.mean(per_example_grad_norms(critic, real) ** 2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_critic", [1, 3])
+def test_one_step_updates_both_players_and_d_counts_n_critic_updates(n_critic):
+    _, fam, state, batch = family_and_state(batch_size=8 * n_critic, n_critic=n_critic)
+    new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(1))
+    for player in ("g", "d"):
+        changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                               state.params[player], new.params[player])
+        assert all(jax.tree.leaves(changed)), player
+    counts = {p: [int(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(new.opt_state[p])
+                  if "count" in jax.tree_util.keystr(path)] for p in ("g", "d")}
+    assert set(counts["d"]) == {n_critic} and set(counts["g"]) == {1}
+    assert int(new.step) == 1 and float(metrics["skipped"]) == 0.0
+    # The EMA generator moved from the initial weights toward the new ones.
+    ema, old, g = (jax.tree.leaves(t)[0] for t in
+                   (new.ema_params["g"], state.params["g"], new.params["g"]))
+    np.testing.assert_allclose(ema, 0.999 * old + 0.001 * g, rtol=1e-5, atol=1e-7)
+
+
+def test_weight_clipping_keeps_every_critic_weight_in_range():
+    c = 0.01
+    _, fam, state, batch = family_and_state(batch_size=16, loss="wasserstein", clip=c,
+                                            n_critic=2)
+    state, _ = jax.jit(fam.train_step)(state, batch, jax.random.key(1))
+    leaves = jax.tree.leaves(state.params["d"])
+    assert all(float(jnp.abs(w).max()) <= c for w in leaves)
+    assert any(float(jnp.abs(w).max()) == pytest.approx(c) for w in leaves)  # clipping bit
+
+
+def test_discriminator_loss_falls_against_a_fixed_generator():
+    c = config_lib.gan_config("mnist", "smoke", arch="mlp")
+    c.optim.learning_rate = 0.0  # G frozen
+    c.optim_d.learning_rate = 1e-3
+    fam = gan.make_family(c, MNIST)
+    batch = fake_batch(MNIST, 16)
+    state = jax.jit(fam.init)(jax.random.key(0), batch)
+    step = jax.jit(fam.train_step)
+    d_losses = []
+    for i in range(40):
+        g_before = state.params["g"]
+        state, metrics = step(state, batch, jax.random.key(i))
+        d_losses.append(float(metrics["d_loss"]))
+    chex.assert_trees_all_equal(g_before, state.params["g"])
+    assert np.mean(d_losses[-5:]) < 0.5 * np.mean(d_losses[:5])
+
+
+def test_a_step_with_non_finite_values_is_skipped_not_applied():
+    _, fam, state, batch = family_and_state()
+    g = state.params["g"]
+    broken = state.replace(params=dict(state.params, g=jax.tree.map(
+        lambda w: w.at[(0,) * w.ndim].set(jnp.nan), g)))
+    new, metrics = jax.jit(fam.train_step)(broken, batch, jax.random.key(1))
+    assert float(metrics["skipped"]) == 1.0
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+    chex.assert_trees_all_equal(jax.device_get(new), jax.device_get(broken))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dcgan", "resnet"])
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_architectures_fit_mnist_and_cifar_shapes(arch, shape):
+    z, labels = jnp.ones((4, 8)), jnp.arange(4) % 10
+    g = Generator(arch, 16, 2, shape, num_classes=10)
+    images, _ = g.init_with_output(jax.random.key(0), z, labels)
+    chex.assert_shape(images, (4,) + shape)
+    assert float(jnp.abs(images).max()) <= 1.0
+    d = Critic(arch, 16, 2, num_classes=10)
+    params = d.init(jax.random.key(1), images, labels)
+    out = d.apply(params, images, labels)
+    chex.assert_shape(out, (4,))
+    assert not np.allclose(out, d.apply(params, images, (labels + 1) % 10))  # projection
+
+
+def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
+    z, labels = jnp.ones((2, 8)), jnp.zeros(2, jnp.int32)
+    for up in ("subpixel", "transposed"):
+        images, _ = Generator("dcgan", 16, 2, (32, 32, 3), upsample=up).init_with_output(
+            jax.random.key(0), z, labels)
+        chex.assert_shape(images, (2, 32, 32, 3))
+    assert (num_stages(28), num_stages(32), num_stages(64)) == (2, 3, 4)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model.loss": "softmax"}, "unknown model.loss"),
+    ({"model.penalty": "l2"}, "unknown model.penalty"),
+    ({"model.arch": "vit"}, "unknown model.arch"),
+    ({"model.n_critic": 3}, "multiple of model.n_critic"),
+    ({"data.space": "unit"}, "data.space=symmetric"),
+])
+def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
+    c = config_lib.gan_config("mnist", "smoke")
+    for key, value in change.items():
+        config_lib.override(c, key, str(value))
+    with pytest.raises(UserError, match=message):
+        gan.make_family(c, MNIST)
+
+
+def test_conditional_samples_come_in_class_blocks_one_grid_row_per_class(tmp_path, capsys):
+    code = main(["--config", cfg("cgan_mnist.py:smoke"), "--workdir", str(tmp_path),
+                 "--config.eval.sample_grid=20"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "samples" / "interpolations_000006.png").exists()
+    exp = train.Experiment(config_lib.load(cfg("cgan_mnist.py:smoke")), str(tmp_path))
+    try:
+        assert exp.family.conditional
+        state = exp.restore(required=True)[0]
+        images, labels = exp.generate(state, 20)
+        np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 2))
+        chex.assert_shape(images, (20, 28, 28, 1))
+        # The grid is 10 rows of 2 (28-pixel cells, 1-pixel gaps): row i holds class i.
+        grid = np.asarray(Image.open(tmp_path / "samples" / "samples_000006.png"))
+        assert grid.shape[:2] == (10 * 29 + 1, 2 * 29 + 1)
+    finally:
+        exp.close()
