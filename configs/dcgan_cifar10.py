@@ -1,7 +1,7 @@
 """DCGAN (Radford et al. 2016) on CIFAR-10: G projects z (100) to 4x4x256, then three 4x4
 stride-2 transposed convs (128, 64, 3) with batch norm and ReLU; D mirrors it with stride-2 convs
 (64, 128, 256) and LeakyReLU(0.2). Nonsaturating loss, Adam 2e-4, b1 0.5, batch 128, EMA
-generator. Sized for a GPU. Variants: smoke.
+generator. Sized for a GPU. Variants: smoke (transposed is the default here).
 """
 from jaxgen.config import gan_config
 

@@ -184,8 +184,8 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     c.data.space = "symmetric"
     c.model = ConfigDict(dict(
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
-        clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, depth=3,
-        upsample="subpixel", conditional=False))
+        clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
+        d_dropout=0.0, upsample="subpixel", conditional=False))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())
@@ -198,6 +198,6 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     pick_variant(c, variant, dict(variants or {},
                                   transposed=lambda c: c.model.update(upsample="transposed")))
     if "smoke" in (variant or "").split("+"):
-        c.model.update(g_width=8, d_width=8, depth=2, latent_dim=8)
+        c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8)
         c.train.batch_size = 16 * c.model.n_critic
     return c

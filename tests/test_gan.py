@@ -150,6 +150,15 @@ def test_architectures_fit_mnist_and_cifar_shapes(arch, shape):
     assert not np.allclose(out, d.apply(params, images, (labels + 1) % 10))  # projection
 
 
+def test_critic_dropout_is_random_in_training_only():
+    x, labels = jnp.ones((4, 28, 28, 1)), jnp.zeros(4, jnp.int32)
+    d = Critic("mlp", 32, 2, dropout=0.5)
+    params = d.init(jax.random.key(0), x, labels)
+    train = [d.apply(params, x, labels, True, rngs={"dropout": jax.random.key(i)}) for i in (1, 2)]
+    assert not np.allclose(train[0], train[1])
+    np.testing.assert_array_equal(d.apply(params, x, labels), d.apply(params, x, labels))
+
+
 def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     z, labels = jnp.ones((2, 8)), jnp.zeros(2, jnp.int32)
     for up in ("subpixel", "transposed"):

@@ -68,6 +68,9 @@ def sample_metrics(exp, state) -> dict[str, float]:
               f"{cfg.data.train_split} images vs {num_test} {cfg.data.eval_split} images, in the "
               f"features of {net.workdir} (step {net.step})\n"
               + format_table(fake, real), flush=True)
+        hist = class_coverage(probs, probs.shape[1])["histogram"]
+        print("  class fractions of the samples: "
+              + " ".join(f"{k}:{v:.3f}" for k, v in enumerate(hist)), flush=True)
     return dict(fake, **{f"real_{k}": v for k, v in real.items()})
 
 

@@ -48,8 +48,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     check_config(config, spec)
     m = config.model
     classes = spec.num_classes if m.conditional else 0
-    gen = Generator(m.arch, m.g_width, m.depth, tuple(spec.shape), classes, m.upsample)
-    critic = Critic(m.arch, m.d_width, m.depth, classes)
+    gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes, m.upsample)
+    critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout)
     opt_g, opt_d = base.make_optimizer(config.optim), base.make_optimizer(config.optim_d)
     ema_decay = config.optim.ema_decay
 
@@ -70,12 +70,12 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def critic_update(d_params, d_opt, g_params, real, real_labels, rng):
         """One D step on real [b, ...] against as many fakes; returns new D, metrics."""
-        z_rng, pen_rng = jax.random.split(rng)
+        z_rng, pen_rng, drop_rng = jax.random.split(rng, 3)
         z, labels = latents(z_rng, real.shape[0])
         fake = gen.apply(g_params, z, labels)
 
         def loss_fn(d):
-            score = lambda x, y: critic.apply(d, x, y)
+            score = lambda x, y: critic.apply(d, x, y, True, rngs={"dropout": drop_rng})
             d_real, d_fake = score(real, real_labels), score(fake, labels)
             loss = losses.gan_d_loss(d_real, d_fake, m.loss)
             if m.penalty == "gp":  # x_hat mixes classes when conditional: the real ones label it
@@ -96,7 +96,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
                                  "d_fake": jnp.mean(d_fake), "d_grad_norm": optax.tree.norm(grads)}
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
-        d_rng, g_rng = jax.random.split(rng)
+        d_rng, g_rng, drop_rng = jax.random.split(rng, 3)
         k = m.n_critic
         x = to_model_space(batch["image"], "symmetric")
         b = x.shape[0] // k
@@ -113,8 +113,9 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         z, labels = latents(g_rng, b)
 
         def g_loss_fn(g):
-            return losses.gan_g_loss(critic.apply(d_params, gen.apply(g, z, labels), labels),
-                                     m.loss)
+            fake = gen.apply(g, z, labels)
+            return losses.gan_g_loss(
+                critic.apply(d_params, fake, labels, True, rngs={"dropout": drop_rng}), m.loss)
 
         g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.params["g"])
         updates, g_opt = opt_g.update(g_grads, state.opt_state["g"], state.params["g"])

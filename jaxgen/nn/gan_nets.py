@@ -1,6 +1,7 @@
 """Generators and critics of the GAN family, optionally conditioned on a class label.
 
-mlp:    fully connected, as in Goodfellow et al. 2014.
+mlp:    fully connected, as in Goodfellow et al. 2014; G's hidden layers have batch norm and
+        LeakyReLU(0.2), which keeps an MLP generator from collapsing onto a few digits.
 dcgan:  Radford et al. 2016: G projects z to a small map, then stride-2 transposed convs with
         batch norm and ReLU; D is stride-2 convs with LeakyReLU(0.2), no batch norm.
 resnet: Gulrajani et al. 2017 (WGAN-GP, CIFAR-10): residual blocks, nearest upsampling in G,
@@ -125,7 +126,7 @@ class Generator(nn.Module):
             z = jnp.concatenate([z, nn.Embed(self.num_classes, z.shape[-1])(labels)], axis=-1)
         if self.arch == "mlp":
             for i in reversed(range(self.depth)):
-                z = nn.relu(nn.Dense(self.width // 2**i)(z))
+                z = nn.leaky_relu(BatchNorm()(nn.Dense(self.width // 2**i)(z)), 0.2)
             return jnp.tanh(nn.Dense(h * w * c)(z)).reshape(-1, h, w, c)
         n = num_stages(h)
         side = h // 2**n
@@ -148,17 +149,20 @@ class Critic(nn.Module):
     width: int  # mlp: the first hidden layer's width (halved going on); conv: the base width
     depth: int
     num_classes: int = 0
+    dropout: float = 0.0  # after each hidden layer of mlp and dcgan critics, in training
 
     @nn.compact
-    def __call__(self, x: Array, labels: Array) -> Array:
+    def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
+        drop = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)
         if self.arch == "mlp":
             x = x.reshape(x.shape[0], -1)
             for i in range(self.depth):
-                x = nn.leaky_relu(nn.Dense(self.width // 2**i)(x), 0.2)
+                x = drop(nn.leaky_relu(nn.Dense(self.width // 2**i)(x), 0.2))
             features = x
         elif self.arch == "dcgan":
             for i in range(num_stages(x.shape[1])):
-                x = nn.leaky_relu(nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(x), 0.2)
+                x = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(x)
+                x = drop(nn.leaky_relu(x, 0.2))
             features = x.reshape(x.shape[0], -1)
         else:
             downs = max(num_stages(x.shape[1]) - 1, 1)
