@@ -12,6 +12,9 @@ ConfigDict = ml_collections.ConfigDict
 
 # The parts of a config that fix the shapes of a checkpoint; a resume must agree on them.
 STATE_DEFINING = ("model", "data.space", "data.name")
+# Model keys that set how a trained model samples, not what it learned: free to change later.
+SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
+                 "temperature", "picture_temperature")
 
 
 def load(spec: str) -> ConfigDict:
@@ -86,12 +89,20 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
     saved = json.loads(saved_json)
     current = json.loads(to_json(config))
     for key in STATE_DEFINING:
-        if _get(saved, key) != _get(current, key):
+        before, now = _state_part(saved, key), _state_part(current, key)
+        if before != now:
             raise UserError(
                 f"workdir {workdir} holds a run of a different model ({key} differs: saved "
-                f"{_get(saved, key)!r}, now {_get(current, key)!r}). Use a new --workdir, or run "
+                f"{before!r}, now {now!r}). Use a new --workdir, or run "
                 f"with the config this workdir was made with (saved in {workdir}/config.json)."
             )
+
+
+def _state_part(tree: dict, key: str):
+    value = _get(tree, key)
+    if key == "model" and isinstance(value, dict):
+        value = {k: v for k, v in value.items() if k not in SAMPLING_KEYS}
+    return value
 
 
 def base_config() -> ConfigDict:
@@ -200,4 +211,38 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     if "smoke" in (variant or "").split("+"):
         c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8)
         c.train.batch_size = 16 * c.model.n_critic
+    return c
+
+
+def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: dict,
+                train: dict, **model) -> ConfigDict:
+    """What every diffusion config shares (defaults: the DDPM CIFAR-10 model); `model`, `optim`
+    and `train` override. Variants: cond (class-conditional, label dropout 0.1, guidance scale
+    `guidance`), ddim (50 deterministic DDIM steps), cosine (schedule), v (v-prediction), smoke
+    (a tiny U-Net, T = 10)."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = "symmetric"
+    c.model = ConfigDict(dict(
+        family="diffusion", ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
+        attn_resolutions=(16,), dropout=0.1, norm_groups=32, flip=False,
+        timesteps=1000, schedule="linear", prediction="eps", variance="large",
+        sampler="ancestral", sample_steps=50, eta=0.0, clip_denoised=True,
+        conditional=False, guidance_scale=0.0, label_dropout=0.0))
+    c.model.update(model)
+    c.optim.update(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999)
+    c.optim.update(optim)
+    c.train.update(train)
+    c.eval.update(bound_timesteps=32, num_examples=1000)
+    variants = {
+        "cond": lambda c: c.model.update(conditional=True, label_dropout=0.1,
+                                         guidance_scale=guidance),
+        "ddim": lambda c: c.model.update(sampler="ddim", sample_steps=50, eta=0.0),
+        "cosine": lambda c: c.model.update(schedule="cosine"),
+        "v": lambda c: c.model.update(prediction="v"),
+    }
+    pick_variant(c, variant, variants)
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0,
+                       norm_groups=4, timesteps=10, sample_steps=5)
     return c

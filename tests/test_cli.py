@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jaxgen import config as config_lib, train
+from jaxgen.errors import UserError
 from jaxgen.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,7 +18,9 @@ SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smok
          "classifier_cifar10.py:smoke", "nice_mnist.py:smoke", "realnvp_mnist.py:smoke",
          "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke", "glow_cifar10.py:smoke",
          "gan_mnist.py:smoke", "dcgan_mnist.py:smoke", "cgan_mnist.py:smoke",
-         "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke"]
+         "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke",
+         "ddpm_mnist.py:smoke", "ddpm_mnist.py:cond+smoke", "ddpm_cifar10.py:smoke",
+         "ddpm_cifar10_small.py:smoke"]
 
 
 def cfg(name: str) -> str:
@@ -125,6 +128,16 @@ def test_different_model_in_workdir_is_refused_untouched(tmp_path, capsys):
     code, err = run(capsys, *args, "--config.model.latent_dim=4")
     assert code == 2 and "different model" in err and "model" in err
     assert _snapshot(tmp_path / "checkpoints") == before
+
+
+def test_sampling_keys_may_change_on_a_trained_workdir_but_model_keys_may_not():
+    saved = config_lib.load(cfg("ddpm_mnist.py:smoke"))
+    now = config_lib.load(cfg("ddpm_mnist.py:smoke"))
+    now.model.update(sampler="ancestral", sample_steps=3, eta=1.0)
+    config_lib.check_resumable(config_lib.to_json(saved), now, "w")
+    now.model.ch = 16
+    with pytest.raises(UserError, match="model differs"):
+        config_lib.check_resumable(config_lib.to_json(saved), now, "w")
 
 
 def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, capsys):
