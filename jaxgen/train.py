@@ -255,7 +255,8 @@ class Experiment:
         if self.sample_fn is None:
             raise UserError(f"model.family {self.config.model.family!r} generates no samples; "
                             f"use --mode train or eval, and no eval.feature_workdir")
-        chunk = self.config.eval.batch_size
+        devices = self.mesh.shape["data"]  # a chunk no larger than n needs, split evenly
+        chunk = min(self.config.eval.batch_size, -(-n // devices) * devices)
         num_classes = max(self.train_data.num_classes, 1)
         labels = np.repeat(np.arange(num_classes, dtype=np.int32), -(-n // num_classes))[:n]
         padded = np.resize(labels, -(-n // chunk) * chunk).reshape(-1, chunk)
