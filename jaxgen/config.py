@@ -246,3 +246,30 @@ def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: di
         c.model.update(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0,
                        norm_groups=4, timesteps=10, sample_steps=5)
     return c
+
+
+def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dict | None,
+                    smoke: dict, train: dict, optim: dict | None = None,
+                    **model) -> ConfigDict:
+    """What every PixelCNN config shares; `model` sets the architecture (see the keys below),
+    `smoke` the tiny one of the 'smoke' variant, `train` and `optim` the schedule."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = space
+    c.model = ConfigDict(dict(
+        family="pixelcnn", arch="pixelcnn", likelihood="bernoulli",
+        features=32,  # pixelcnn: h (2h in the residual stream); gated: p; pixelcnnpp: all layers
+        layers=12,  # pixelcnn: residual blocks; gated: gated layers; pixelcnnpp: blocks per scale
+        out_hidden=64,  # width of the hidden 1x1 output layer (pixelcnn, gated)
+        num_mixtures=10, dropout=0.0, conditional=False))
+    c.model.update(model)
+    c.optim.update(optim or {})
+    c.train.update(train)
+    # eval.batch_size is also the chunk train.py samples in: small, as every image costs H x W passes
+    c.eval.update(batch_size=100, num_samples=1000, sample_grid=100)
+    c.eval.completions = 8  # test images in the completion picture (0: none)
+    pick_variant(c, variant, variants or {})
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(smoke)
+        c.eval.completions = 2
+    return c

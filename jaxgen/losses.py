@@ -153,3 +153,29 @@ def discretized_gaussian_log_prob(
     edge = 1.0 - half_bin
     return jnp.where(x < -edge, jax.scipy.special.log_ndtr(upper),
                      jnp.where(x > edge, jax.scipy.special.log_ndtr(-lower), log_mass))
+
+
+def logistic_mixture_means(means: Array, coeffs: Array, x: Array) -> Array:
+    """PixelCNN++'s channel coupling (Salimans et al. 2017, eq. 3): the mean of channel c of each
+    component is mu_c + sum_{c' < c} coeff_{c, c'} x_{c'} (for RGB: mu_G + alpha R,
+    mu_B + beta R + gamma G). means [..., C, K]; coeffs [..., C (C - 1) / 2, K] in the order
+    (1, 0), (2, 0), (2, 1), ...; x [..., C] -> [..., C, K]."""
+    rows, pair = [means[..., 0, :]], 0
+    for c in range(1, means.shape[-2]):
+        mean = means[..., c, :]
+        for prev in range(c):
+            mean = mean + coeffs[..., pair, :] * x[..., prev, None]
+            pair += 1
+        rows.append(mean)
+    return jnp.stack(jnp.broadcast_arrays(*rows), axis=-2)
+
+
+def discretized_logistic_mixture_log_prob(
+    x: Array, logits: Array, means: Array, log_scales: Array, coeffs: Array, num_bins: int = 256
+) -> Array:
+    """log P(x) of whole pixels x [..., C] (values on the `num_bins` grid of [-1, 1]) under a
+    mixture of K discretized logistics with coupled channel means (`logistic_mixture_means`):
+    logits [..., K], means and log_scales [..., C, K], coeffs [..., C (C - 1) / 2, K] -> [...]."""
+    mean = logistic_mixture_means(means, coeffs, x)
+    per_channel = discretized_logistic_log_prob(x[..., None], mean, log_scales, num_bins)
+    return jax.nn.logsumexp(jax.nn.log_softmax(logits) + per_channel.sum(-2), axis=-1)

@@ -20,7 +20,8 @@ SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smok
          "gan_mnist.py:smoke", "dcgan_mnist.py:smoke", "cgan_mnist.py:smoke",
          "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke",
          "ddpm_mnist.py:smoke", "ddpm_mnist.py:cond+smoke", "ddpm_cifar10.py:smoke",
-         "ddpm_cifar10_small.py:smoke"]
+         "ddpm_cifar10_small.py:smoke", "pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:smoke",
+         "gated_pixelcnn_mnist.py:cond+smoke", "pixelcnnpp_cifar10.py:smoke"]
 
 
 def cfg(name: str) -> str:

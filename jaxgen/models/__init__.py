@@ -4,7 +4,7 @@ import importlib
 from jaxgen.errors import UserError
 from jaxgen.models.base import DataSpec, Family
 
-FAMILIES = ("gaussian", "autoencoder", "vae", "classifier", "flows", "gan", "diffusion")
+FAMILIES = ("gaussian", "autoencoder", "vae", "classifier", "flows", "gan", "diffusion", "pixelcnn")
 
 
 def make(config, spec: DataSpec) -> Family:

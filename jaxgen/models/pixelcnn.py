@@ -1,0 +1,241 @@
+"""Autoregressive models over pixels in raster order (and R, G, B within a pixel): PixelCNN
+(van den Oord et al. 2016a), Gated PixelCNN with class conditioning (van den Oord et al. 2016b)
+and PixelCNN++ (Salimans et al. 2017), chosen by model.arch.
+
+log p(x) = sum_t log p(x_t | x_<t) is exact; eval reports it as nll (nats) and nll_bpd.
+model.likelihood, with its model space:
+  bernoulli         one logit per channel of binarized pixels         data.space binarize, threshold
+  softmax           256-way softmax per channel of 8-bit pixels       data.space symmetric
+  logistic_mixture  model.num_mixtures discretized logistics per      data.space symmetric
+                    pixel, channel means coupled (PixelCNN++)
+The masked nets (pixelcnn, gated) mask per channel for bernoulli and softmax (channel c sees the
+channels before c of its own pixel) and per whole pixel for the mixture; pixelcnnpp sees whole
+pixels only, so with more than one channel it needs the mixture.
+
+Sampling is one compiled loop over the pixels (times the channels for the per-channel
+likelihoods), a full forward pass per step. Every draw inverts a CDF at a uniform drawn up front
+(noise [n, H, W, N]), so a sample is a deterministic function of its noise.
+"""
+import dataclasses
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgen import losses, viz
+from jaxgen.data.preprocess import to_model_space, to_unit
+from jaxgen.errors import UserError
+from jaxgen.models import base
+from jaxgen.nn.masked import GatedPixelCNN, PixelCNN
+from jaxgen.nn.shifted import PixelCNNPP
+
+Array = jax.Array
+
+ARCHS = ("pixelcnn", "gated", "pixelcnnpp")
+SPACES_OF = {"bernoulli": ("binarize", "threshold"), "softmax": ("symmetric",),
+             "logistic_mixture": ("symmetric",)}
+NUM_BINS = 256
+MIN_LOG_SCALE = -7.0
+COMPLETIONS = 3  # samples of each test image's bottom half in the completion picture
+
+
+def to_bins(x: Array) -> Array:
+    """[-1, 1] values -> the nearest of the NUM_BINS levels, int32."""
+    return jnp.round((jnp.clip(x, -1.0, 1.0) + 1.0) * (NUM_BINS - 1) / 2).astype(jnp.int32)
+
+
+def from_bins(k: Array) -> Array:
+    return k * (2.0 / (NUM_BINS - 1)) - 1.0
+
+
+def inverse_cdf(probs: Array, u: Array) -> Array:
+    """The index drawn from probs [..., K] by the uniform u [...]."""
+    return jnp.minimum(jnp.sum(jnp.cumsum(probs, -1) < u[..., None], -1), probs.shape[-1] - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Likelihood:
+    """The distribution of one pixel given the net's outputs there."""
+
+    name: str
+    channels: int
+    num_mixtures: int = 1
+
+    @property
+    def colors(self) -> int:
+        """Color groups the net masks by: the channels, or 1 for whole pixels."""
+        return 1 if self.name == "logistic_mixture" else self.channels
+
+    @property
+    def num_outputs(self) -> int:
+        c = self.channels
+        if self.name == "bernoulli":
+            return c
+        if self.name == "softmax":
+            return c * NUM_BINS
+        return self.num_mixtures * (1 + 2 * c + c * (c - 1) // 2)
+
+    @property
+    def noise_size(self) -> int:
+        """Uniforms per pixel: one per channel, one more for the mixture component."""
+        return self.channels + (self.name == "logistic_mixture")
+
+    def mixture(self, out: Array) -> tuple[Array, Array, Array, Array]:
+        """Outputs [..., F] -> logits [..., K], means and log-scales [..., C, K], coupling
+        coefficients in (-1, 1) [..., C (C - 1) / 2, K]."""
+        rows = out.reshape(out.shape[:-1] + (-1, self.num_mixtures))
+        c = self.channels
+        return (rows[..., 0, :], rows[..., 1:1 + c, :],
+                jnp.maximum(rows[..., 1 + c:1 + 2 * c, :], MIN_LOG_SCALE),
+                jnp.tanh(rows[..., 1 + 2 * c:, :]))
+
+    def log_prob(self, out: Array, x: Array) -> Array:
+        """log p(x) [B] from the outputs [B, H, W, F] on x [B, H, W, C] (model space)."""
+        if self.name == "bernoulli":
+            return losses.sum_except_batch(losses.bernoulli_log_prob(out, x))
+        if self.name == "softmax":
+            log_p = jax.nn.log_softmax(out.reshape(x.shape + (NUM_BINS,)))
+            return losses.sum_except_batch(jnp.take_along_axis(log_p, to_bins(x)[..., None], -1))
+        return losses.sum_except_batch(
+            losses.discretized_logistic_mixture_log_prob(x, *self.mixture(out), NUM_BINS))
+
+    def draw(self, out: Array, u: Array) -> Array:
+        """Pixels [..., C] in model space from the outputs [..., F] and uniforms [..., N]; with
+        per-channel masking, channel c's value is right once the channels before it are."""
+        if self.name == "bernoulli":
+            return (u < jax.nn.sigmoid(out)).astype(jnp.float32)
+        if self.name == "softmax":
+            return from_bins(inverse_cdf(jax.nn.softmax(out.reshape(u.shape + (NUM_BINS,))), u))
+        logits, means, log_scales, coeffs = self.mixture(out)
+        pick = jax.nn.one_hot(inverse_cdf(jax.nn.softmax(logits), u[..., 0]), self.num_mixtures)
+        means, log_scales, coeffs = (jnp.sum(a * pick[..., None, :], -1, keepdims=True)
+                                     for a in (means, log_scales, coeffs))
+        x = jnp.zeros(u.shape[:-1] + (self.channels,))
+        for c in range(self.channels):  # the coupling needs the channels before c, quantized
+            mean = losses.logistic_mixture_means(means, coeffs, x)[..., c, 0]
+            uc = u[..., 1 + c]
+            value = mean + jnp.exp(log_scales[..., c, 0]) * (jnp.log(uc) - jnp.log1p(-uc))
+            x = x.at[..., c].set(from_bins(to_bins(value)))
+        return x
+
+
+def sample_pixels(apply: Callable[[Array], Array], likelihood: Likelihood, x: Array,
+                  noise: Array, start: int = 0) -> Array:
+    """Draws every pixel (every channel, with per-channel masking) from raster step `start` on,
+    one forward pass `apply(x) -> outputs` each; x [n, H, W, C] holds the given pixels."""
+    n, _, w, c = x.shape
+    g = likelihood.colors
+
+    def step(t: Array, x: Array) -> Array:
+        i, j = t // g // w, t // g % w
+        out = jax.lax.dynamic_slice(apply(x), (0, i, j, 0), (n, 1, 1, likelihood.num_outputs))
+        u = jax.lax.dynamic_slice(noise, (0, i, j, 0), (n, 1, 1, noise.shape[-1]))
+        new = likelihood.draw(out, u)
+        if g > 1:  # step t draws channel t % g only
+            old = jax.lax.dynamic_slice(x, (0, i, j, 0), (n, 1, 1, c))
+            new = jnp.where(jnp.arange(c) == t % g, new, old)
+        return jax.lax.dynamic_update_slice(x, new, (0, i, j, 0))
+
+    return jax.lax.fori_loop(start, x.shape[1] * w * g, step, x)
+
+
+def check_model(m, space: str, spec: base.DataSpec) -> None:
+    """Raises a UserError for a config the nets or likelihoods cannot run."""
+    h, w, c = spec.shape
+    if m.arch not in ARCHS:
+        raise UserError(f"unknown model.arch {m.arch!r}; use {', '.join(ARCHS)}")
+    if m.likelihood not in SPACES_OF:
+        raise UserError(f"unknown model.likelihood {m.likelihood!r}; use {', '.join(SPACES_OF)}")
+    if space not in SPACES_OF[m.likelihood]:
+        raise UserError(f"the {m.likelihood} likelihood needs data.space in "
+                        f"{SPACES_OF[m.likelihood]}, not {space!r}")
+    if m.arch == "pixelcnnpp":
+        if c > 1 and m.likelihood != "logistic_mixture":
+            raise UserError(f"pixelcnnpp models whole pixels: with {c} channels set "
+                            f"model.likelihood=logistic_mixture")
+        if h % 4 or w % 4:
+            raise UserError(f"pixelcnnpp downsamples twice: H and W must be multiples of 4, "
+                            f"the images are {h}x{w}")
+    elif m.likelihood != "logistic_mixture" and m.features % c:
+        raise UserError(f"model.features ({m.features}) must be a multiple of the {c} channels "
+                        f"(the features split into one group per channel)")
+    if m.likelihood == "logistic_mixture" and m.num_mixtures < 1:
+        raise UserError("model.num_mixtures must be at least 1")
+    if m.conditional and spec.num_classes < 2:
+        raise UserError(f"model.conditional needs a labelled dataset; this one has "
+                        f"{spec.num_classes} classes")
+
+
+def make_net(m, spec: base.DataSpec, likelihood: Likelihood) -> nn.Module:
+    classes = spec.num_classes if m.conditional else 0
+    if m.arch == "pixelcnnpp":
+        return PixelCNNPP(m.features, m.layers, likelihood.num_outputs, classes, m.dropout)
+    net = PixelCNN if m.arch == "pixelcnn" else GatedPixelCNN
+    return net(m.features, m.layers, m.out_hidden, likelihood.num_outputs, likelihood.colors,
+               classes, m.dropout)
+
+
+def make_family(config, spec: base.DataSpec) -> base.Family:
+    m, space = config.model, config.data.space
+    check_model(m, space, spec)
+    h, w, c = spec.shape
+    num_dims = h * w * c
+    likelihood = Likelihood(m.likelihood, c, m.num_mixtures)
+    net = make_net(m, spec, likelihood)
+    optimizer = base.make_optimizer(config.optim)
+
+    def nll(params, x: Array, labels: Array, rng: Array | None = None) -> Array:
+        """-log p(x) [B]; with an rng, in training mode (dropout)."""
+        out = net.apply(params, x, labels, rng is not None,
+                        rngs=None if rng is None else {"dropout": rng})
+        return -likelihood.log_prob(out, x)
+
+    def init(rng: Array, batch: base.Batch) -> base.TrainState:
+        params = net.init(rng, to_model_space(batch["image"], space, rng), batch["label"])
+        return base.new_state(params, optimizer, config.optim.ema_decay)
+
+    def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
+        data_rng, dropout_rng = jax.random.split(rng)
+        x = to_model_space(batch["image"], space, data_rng)
+
+        def loss_fn(params):
+            values = nll(params, x, batch["label"], dropout_rng)
+            return jnp.mean(losses.bits_per_dim(values, num_dims)), values
+
+        (loss, values), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        return state, {"loss": loss, "nll": jnp.mean(values), "nll_bpd": loss}
+
+    def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
+        x = to_model_space(batch["image"], space, rng)
+        values = nll(base.eval_params(state), x, batch["label"])
+        return {"nll": values, "nll_bpd": losses.bits_per_dim(values, num_dims)}
+
+    def fill(params, x: Array, labels: Array, rng: Array, start: int) -> Array:
+        noise = jax.random.uniform(rng, x.shape[:-1] + (likelihood.noise_size,))
+        return sample_pixels(lambda v: net.apply(params, v, labels), likelihood, x, noise, start)
+
+    def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
+        x = jnp.zeros((labels.shape[0],) + spec.shape)
+        return to_unit(fill(base.eval_params(state), x, labels, rng, 0), space)
+
+    @jax.jit
+    def _completions(state: base.TrainState, batch: base.Batch, rng: Array) -> Array:
+        """Rows of a test image and COMPLETIONS samples of its bottom half given its top half."""
+        data_rng, sample_rng = jax.random.split(rng)
+        k = min(config.eval.completions, batch["image"].shape[0])
+        x = to_model_space(batch["image"][:k], space, data_rng)
+        filled = fill(base.eval_params(state), jnp.repeat(x, COMPLETIONS, 0),
+                      jnp.repeat(batch["label"][:k], COMPLETIONS), sample_rng,
+                      h // 2 * w * likelihood.colors)
+        rows = jnp.concatenate([x[:, None], filled.reshape((k, COMPLETIONS) + spec.shape)], 1)
+        return to_unit(rows.reshape((-1,) + spec.shape), space)
+
+    def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
+        images = np.asarray(jax.device_get(_completions(state, batch, rng)))
+        return {"completions": viz.grid(images, ncol=1 + COMPLETIONS)}
+
+    return base.Family(init, train_step, eval_step, sample,
+                       pictures if config.eval.completions else None, conditional=m.conditional)
