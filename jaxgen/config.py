@@ -273,3 +273,45 @@ def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dic
         c.model.update(smoke)
         c.eval.completions = 2
     return c
+
+
+def vqvae_config(dataset: str, variant: str | None, *, levels: int, train: dict,
+                 **model) -> ConfigDict:
+    """What every VQ-VAE (first-stage) config shares; `model` sets the sizes."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = "symmetric"
+    c.model = ConfigDict(dict(
+        family="vqvae", levels=levels, features=128, hidden=32, blocks=2,
+        num_codes=512, code_dim=64, beta=0.25,
+        codebook_decay=0.99, codebook_eps=1e-5,
+        dead_count=0.03,  # EMA count (vectors per step) below which a code is re-seeded
+    ))
+    c.model.update(model)
+    c.optim.learning_rate = 2e-4
+    c.train.update(train)
+    pick_variant(c, variant, {})
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(features=8, hidden=4, blocks=1, num_codes=16, code_dim=4)
+    return c
+
+
+def vqprior_config(dataset: str, first_stage: str, variant: str | None, *, train: dict,
+                   **model) -> ConfigDict:
+    """What every VQ-VAE prior config shares: a Gated PixelCNN over the codes of the vqvae run
+    in `first_stage`. Variants: cond (class-conditional), smoke (tiny, reads runs/<first>_smoke
+    unless model.first_stage is set)."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = "symmetric"  # unused: the codes come from the first stage's space
+    c.model = ConfigDict(dict(
+        family="vqprior", first_stage=first_stage, features=64, layers=12, out_hidden=256,
+        dropout=0.0, conditional=False, temperature=1.0))
+    c.model.update(model)
+    c.optim.learning_rate = 3e-4
+    c.train.update(train)
+    c.eval.update(batch_size=100, num_samples=1000, sample_grid=100)
+    pick_variant(c, variant, {"cond": lambda c: c.model.update(conditional=True)})
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(features=4, layers=2, out_hidden=8, first_stage=first_stage + "_smoke")
+    return c

@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 from jaxgen import checkpoint, config as config_lib, models, sharding, viz, writers
@@ -281,6 +282,27 @@ class Experiment:
 
     def close(self) -> None:
         self.ckpt.close()
+
+
+def restore_run(workdir: str, family: str, key: str, hint: str):
+    """(config, latest state, data spec, mesh) of the `family` run in workdir, read only; `key`
+    is the config key that named it and `hint` the config that trains one, for the errors."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise UserError(f"{key} {workdir!r} holds no config.json; train a {family} run there "
+                        f"first ({hint})")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    if config.model.family != family:
+        raise UserError(f"{key} {workdir!r} holds a {config.model.family!r} run; it must be a "
+                        f"{family} run ({hint})")
+    exp = Experiment(config, workdir)
+    try:
+        state, _ = exp.restore(required=True)
+    finally:
+        exp.close()
+    spec = DataSpec(exp.train_data.images.shape[1:], exp.train_data.num_classes)
+    return config, state, spec, exp.mesh
 
 
 def run(config, workdir: str, mode: str) -> None:

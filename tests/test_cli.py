@@ -13,15 +13,16 @@ from jaxgen.main import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke",
          "vae_mnist.py:conv+smoke", "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke",
-         "gaussian_mnist.py:pca50+smoke", "autoencoder_mnist.py:smoke",
-         "autoencoder_mnist.py:conv+smoke", "classifier_mnist.py:smoke",
-         "classifier_cifar10.py:smoke", "nice_mnist.py:smoke", "realnvp_mnist.py:smoke",
-         "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke", "glow_cifar10.py:smoke",
-         "gan_mnist.py:smoke", "dcgan_mnist.py:smoke", "cgan_mnist.py:smoke",
-         "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke",
-         "ddpm_mnist.py:smoke", "ddpm_mnist.py:cond+smoke", "ddpm_cifar10.py:smoke",
-         "ddpm_cifar10_small.py:smoke", "pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:smoke",
-         "gated_pixelcnn_mnist.py:cond+smoke", "pixelcnnpp_cifar10.py:smoke"]
+         "gaussian_mnist.py:pca50+smoke", "gaussian_cifar10.py:smoke",
+         "autoencoder_mnist.py:smoke", "autoencoder_mnist.py:conv+smoke",
+         "classifier_mnist.py:smoke", "classifier_cifar10.py:smoke", "nice_mnist.py:smoke",
+         "realnvp_mnist.py:smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke",
+         "glow_cifar10.py:smoke", "gan_mnist.py:smoke", "dcgan_mnist.py:smoke",
+         "cgan_mnist.py:smoke", "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke",
+         "wgan_gp_cifar10.py:smoke", "ddpm_mnist.py:smoke", "ddpm_mnist.py:cond+smoke",
+         "ddpm_cifar10.py:smoke", "ddpm_cifar10_small.py:smoke", "pixelcnn_mnist.py:smoke",
+         "gated_pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:cond+smoke",
+         "pixelcnnpp_cifar10.py:smoke"]
 
 
 def cfg(name: str) -> str:
@@ -38,6 +39,48 @@ def test_smoke_config_trains_end_to_end(config, tmp_path, capsys):
     workdir = str(tmp_path)
     code, err = run(capsys, "--config", cfg(config), "--workdir", workdir)
     assert code == 0, err
+    check_smoke_run(config, workdir)
+
+
+TWO_STAGE = [("vqvae_mnist", "smoke"), ("vqvae_mnist", "cond+smoke"), ("vqvae_cifar10", "smoke"),
+             ("vqvae2_cifar10", "smoke")]
+
+
+def test_every_config_file_has_a_smoke_run_here():
+    covered = {c.partition(":")[0] for c in SMOKE}
+    covered |= {f"{first}{part}.py" for first, _ in TWO_STAGE for part in ("", "_prior")}
+    assert covered == {f for f in os.listdir(os.path.join(ROOT, "configs")) if f.endswith(".py")}
+
+
+@pytest.mark.parametrize("first,prior_variant", TWO_STAGE)
+def test_two_stage_smoke_configs_train_end_to_end_and_sample(first, prior_variant, tmp_path,
+                                                             capsys):
+    stage1, stage2 = str(tmp_path / "first"), str(tmp_path / "prior")
+    code, err = run(capsys, "--config", cfg(f"{first}.py:smoke"), "--workdir", stage1)
+    assert code == 0, err
+    check_smoke_run(f"{first}.py:smoke", stage1)
+    prior = ["--config", cfg(f"{first}_prior.py:{prior_variant}"), "--workdir", stage2,
+             f"--config.model.first_stage={stage1}"]
+    code, err = run(capsys, *prior)
+    assert code == 0, err
+    check_smoke_run(f"{first}_prior.py:{prior_variant}", stage2)
+    with open(os.path.join(stage2, "eval", "6.json")) as f:
+        assert json.load(f)["bits_per_code"] > 0
+    code, err = run(capsys, *prior, "--mode", "sample", "--config.eval.num_samples=4")
+    assert code == 0, err
+    with np.load(os.path.join(stage2, "samples", "samples_000006.npz")) as f:
+        assert f["images"].shape[0] == 4
+
+
+def test_prior_without_a_first_stage_says_what_to_train(tmp_path, capsys):
+    code, err = run(capsys, "--config", cfg("vqvae_mnist_prior.py:smoke"), "--workdir",
+                    str(tmp_path / "prior"), f"--config.model.first_stage={tmp_path}/none")
+    assert code != 0
+    assert "holds no config.json; train a vqvae run there first" in err
+
+
+def check_smoke_run(config: str, workdir: str) -> None:
+    """The workdir of a finished smoke run holds what the loop writes."""
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
     with open(os.path.join(workdir, "eval", "6.json")) as f:
         metrics = json.load(f)

@@ -1,12 +1,10 @@
 """A trained classifier run as a feature network, and the cached features of real data."""
 import dataclasses
-import json
 import os
 import re
 from collections.abc import Callable
 
 import jax
-import ml_collections
 import numpy as np
 
 from jaxgen import sharding
@@ -57,24 +55,11 @@ def load_feature_net(workdir: str) -> FeatureNet:
     """Restores the latest checkpoint of the classifier run in `workdir` (read only)."""
     from jaxgen import train  # train imports this module's user (sample_eval)
 
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise UserError(f"eval.feature_workdir {workdir!r} holds no config.json; train a "
-                        f"classifier there first (configs/classifier_<dataset>.py)")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    if config.model.family != "classifier":
-        raise UserError(f"eval.feature_workdir {workdir!r} holds a {config.model.family!r} run; "
-                        f"it must be a classifier run")
-    exp = train.Experiment(config, workdir)
-    try:
-        state, _ = exp.restore(required=True)
-    finally:
-        exp.close()
-    spec = base.DataSpec(exp.train_data.images.shape[1:], exp.train_data.num_classes)
+    config, state, spec, mesh = train.restore_run(
+        workdir, "classifier", "eval.feature_workdir", "configs/classifier_<dataset>.py")
     embed_fn = jax.jit(classifier.make_embed(config, spec))
     return FeatureNet(workdir, int(state.step), spec.shape, spec.num_classes,
-                      config.eval.batch_size, exp.mesh, state, embed_fn)
+                      config.eval.batch_size, mesh, state, embed_fn)
 
 
 def real_features(net: FeatureNet, data: ImageData, dataset: str, split: str,

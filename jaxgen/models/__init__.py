@@ -4,7 +4,8 @@ import importlib
 from jaxgen.errors import UserError
 from jaxgen.models.base import DataSpec, Family
 
-FAMILIES = ("gaussian", "autoencoder", "vae", "classifier", "flows", "gan", "diffusion", "pixelcnn")
+FAMILIES = ("gaussian", "autoencoder", "vae", "classifier", "flows", "gan", "diffusion", "pixelcnn",
+            "vqvae", "vqprior")
 
 
 def make(config, spec: DataSpec) -> Family:

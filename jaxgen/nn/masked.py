@@ -10,7 +10,10 @@ and after, so the outputs for G see R of the current pixel and those for B see R
 over whole pixels, such as the coupled logistic mixture, needs.
 
 Every network maps (x [B, H, W, C], labels int32 [B], train) -> features [B, H, W, num_outputs],
-the outputs in `colors` contiguous groups; labels are read when num_classes > 0.
+the outputs in `colors` contiguous groups; labels are read when num_classes > 0. The gated one
+also takes a map `cond` [B, H, W, F] known in full (VQ-VAE-2's lower prior reads the codes above
+it so): two unmasked 3x3 convs read it, so each output sees it in a 5x5 window around its own
+position, later positions included, and every gate adds it through a 1x1 conv.
 """
 import flax.linen as nn
 import jax
@@ -121,14 +124,17 @@ class GatedLayer(nn.Module):
     dropout: float
 
     @nn.compact
-    def __call__(self, v: Array, h: Array, labels: Array, train: bool) -> tuple[Array, Array]:
+    def __call__(self, v: Array, h: Array, labels: Array, train: bool,
+                 cond: Array | None = None) -> tuple[Array, Array]:
         p, r = self.features, self.kernel // 2
         v_pre = nn.Conv(2 * p, (r + 1, self.kernel), padding=((r, 0), (r, r)))(v)
         h_pre = MaskedConv(2 * p, (1, r + 1), "A" if self.first else "B", self.colors,
                            padding=((0, 0), (r, 0)), center=(0, r))(h)
         h_pre = h_pre + nn.Conv(2 * p, (1, 1))(down_shift(v_pre))
         bias = label_bias(labels, self.num_classes, 4 * p)
-        if self.num_classes:
+        if cond is not None:
+            bias = bias + nn.Conv(4 * p, (1, 1))(cond)
+        if self.num_classes or cond is not None:
             v_pre, h_pre = v_pre + bias[..., :2 * p], h_pre + bias[..., 2 * p:]
         gated = nn.Dropout(self.dropout, deterministic=not train)(gate(h_pre, self.colors))
         h_out = MaskedConv(p, (1, 1), "B", self.colors)(gated)
@@ -150,9 +156,14 @@ class GatedPixelCNN(nn.Module):
     kernel: int = 3
 
     @nn.compact
-    def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
+    def __call__(self, x: Array, labels: Array, train: bool = False,
+                 cond: Array | None = None) -> Array:
         v = h = x
+        if cond is not None:  # known in full: unmasked convs may look ahead
+            for _ in range(2):
+                cond = nn.relu(nn.Conv(self.features, (3, 3))(cond))
         for i in range(self.layers):
             v, h = GatedLayer(self.features, self.first_kernel if i == 0 else self.kernel, i == 0,
-                              self.colors, self.num_classes, self.dropout)(v, h, labels, train)
+                              self.colors, self.num_classes, self.dropout)(v, h, labels, train,
+                                                                           cond)
         return output_head(h, self.out_hidden, self.num_outputs, self.colors)

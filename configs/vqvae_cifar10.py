@@ -1,0 +1,13 @@
+"""VQ-VAE (van den Oord et al. 2017) on CIFAR-10 as the paper describes its encoder and
+decoder: two 4x4 stride-2 convs, two residual blocks (ReLU, 3x3, ReLU, 1x1), 256 units, here
+an 8x8 map of codes from K = 512 codes of D = 64; the decoder upsamples by nearest neighbour and
+3x3 convs (see jaxgen.nn.vq). The second stage: configs/vqvae_cifar10_prior.py.
+Variants: smoke. Figures reached: experiments/README.md.
+"""
+from jaxgen.config import vqvae_config
+
+
+def get_config(variant=None):
+    return vqvae_config("cifar10", variant, levels=1, features=256,
+                        train=dict(steps=100_000, batch_size=128, log_every=1000,
+                                   checkpoint_every=5000, eval_every=25_000, sample_every=25_000))
