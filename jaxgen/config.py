@@ -15,6 +15,8 @@ STATE_DEFINING = ("model", "data.space", "data.name")
 # Model keys that set how a trained model samples, not what it learned: free to change later.
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
                  "temperature", "picture_temperature")
+# Model keys that say where an input run lives: its weights are in the checkpoint, so it may move.
+LOCATION_KEYS = ("first_stage",)
 
 
 def load(spec: str) -> ConfigDict:
@@ -101,7 +103,7 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
 def _state_part(tree: dict, key: str):
     value = _get(tree, key)
     if key == "model" and isinstance(value, dict):
-        value = {k: v for k, v in value.items() if k not in SAMPLING_KEYS}
+        value = {k: v for k, v in value.items() if k not in SAMPLING_KEYS + LOCATION_KEYS}
     return value
 
 

@@ -298,6 +298,8 @@ def restore_run(workdir: str, family: str, key: str, hint: str):
                         f"{family} run ({hint})")
     exp = Experiment(config, workdir)
     try:
+        if exp.ckpt.latest_step() is None:
+            raise UserError(f"{key} {workdir!r} holds no checkpoint; train it first ({hint})")
         state, _ = exp.restore(required=True)
     finally:
         exp.close()

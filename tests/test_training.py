@@ -25,11 +25,11 @@ def _config(**train_overrides):
     return c
 
 
-def _params(workdir: str, config):
+def _state(workdir: str, config):
     exp = train.Experiment(config, workdir)
     try:
         state, _ = exp.restore(required=True)
-        return jax.device_get(state.params)
+        return jax.device_get(state)
     finally:
         exp.close()
 
@@ -82,15 +82,18 @@ def _train_lines(workdir):
             for l in lines}
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("config", [VAE_DIGITS, os.path.join(ROOT, "configs", "vqvae_mnist.py")])
+def test_resume_equals_uninterrupted(config, tmp_path):
+    """The whole state, model_state too (the VQ-VAE's EMA codebooks)."""
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    args = ["--config", VAE_DIGITS + ":smoke", "--config.train.log_every=2",
+    args = ["--config", config + ":smoke", "--config.train.log_every=2",
             "--config.train.checkpoint_every=2"]
     assert main(args + ["--workdir", straight, "--config.train.steps=8"]) == 0
     assert main(args + ["--workdir", resumed, "--config.train.steps=4"]) == 0
     assert main(args + ["--workdir", resumed, "--config.train.steps=8"]) == 0
-    chex.assert_trees_all_equal(_params(straight, _config(steps=8)),
-                                _params(resumed, _config(steps=8)))
+    full = config_lib.load(config + ":smoke")
+    full.train.update(steps=8, log_every=2, checkpoint_every=2)
+    chex.assert_trees_all_equal(_state(straight, full), _state(resumed, full))
     a, b = _train_lines(straight), _train_lines(resumed)
     assert a[6] == b[6] and a[8] == b[8]
 
@@ -114,7 +117,7 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert "checkpoint saved" in err
     steps = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
     assert steps and max(steps) >= 5
-    state_params = _params(workdir, _config(steps=100000))
+    state_params = _state(workdir, _config(steps=100000)).params
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state_params))
 
 
@@ -122,7 +125,7 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
     workdir = str(tmp_path)
     args = ["--config", VAE_DIGITS + ":smoke", "--workdir", workdir, "--config.train.steps=3"]
     assert main(args + ["--config.train.num_devices=8", "--config.train.shard_min_size=4096"]) == 0
-    saved = _params(workdir, _config(steps=3, num_devices=8, shard_min_size=4096))
+    saved = _state(workdir, _config(steps=3, num_devices=8, shard_min_size=4096)).params
     exp = train.Experiment(_config(steps=6, num_devices=2), workdir)
     try:
         state, _ = exp.restore(required=True)

@@ -1,12 +1,14 @@
 """The second stage of VQ-VAE and VQ-VAE-2: a Gated PixelCNN prior over the first stage's codes
 (van den Oord et al. 2017; Razavi et al. 2019), one per level of codes.
 
-model.first_stage names a trained vqvae run. Its decoder, encoder and codebooks are read once
-when the prior is built and kept, frozen, in model_state, so the prior's checkpoints carry the
-whole two-stage model. Each training batch is encoded to codes on the fly. A level's prior reads
+model.first_stage names a trained vqvae run. Its encoder, decoder and codebooks are read when
+the prior starts and kept, frozen, in model_state: the prior's checkpoints carry the first stage
+they were trained on, so training the first stage further leaves a trained prior unchanged (its
+workdir is still read for the shapes). Each training batch is encoded to codes on the fly. A level's prior reads
 the codebook vectors of its codes in raster order; below the top, it also sees the level above's
-vectors, upsampled to its size, at every position. log p(codes) is exact: eval reports nll
-(nats per image's codes) and bits_per_code (per level too, with several levels).
+vectors, upsampled to its size, at every position. log p(codes) is exact: eval reports code_nll
+(nats per image's codes: no bound on the image likelihood) and bits_per_code (per level too,
+with several levels).
 
 Sampling draws the codes level by level, top first, one compiled loop over the positions each
 (pixelcnn.sample_pixels), and decodes them with the first stage; model.temperature divides the
@@ -47,15 +49,17 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     from jaxgen import train  # train imports the family registry
 
     m = config.model
+    if not m.temperature > 0:
+        raise UserError(f"model.temperature must be positive, not {m.temperature}")
+    if m.conditional and spec.num_classes < 2:
+        raise UserError(f"model.conditional needs a labelled dataset; this one has "
+                        f"{spec.num_classes} classes")
     first_config, first_state, first_spec, _ = train.restore_run(
         m.first_stage, "vqvae", "model.first_stage", "configs/vqvae_<dataset>.py")
     if first_config.data.name != config.data.name or first_spec.shape != spec.shape:
         raise UserError(f"model.first_stage {m.first_stage!r} was trained on "
                         f"{first_config.data.name} {first_spec.shape}, this prior on "
                         f"{config.data.name} {spec.shape}; set data.name to the first stage's")
-    if m.conditional and spec.num_classes < 2:
-        raise UserError(f"model.conditional needs a labelled dataset; this one has "
-                        f"{spec.num_classes} classes")
     fm, space = first_config.model, first_config.data.space
     first_net = vqvae.make_net(fm, spec)
     frozen = jax.tree.map(jnp.asarray, jax.device_get({
@@ -92,7 +96,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def metrics_of(nlls: list[Array]) -> dict:
         total = sum(nlls)
-        out = {"nll": total, "bits_per_code": total / (num_codes * np.log(2.0))}
+        out = {"code_nll": total, "bits_per_code": total / (num_codes * np.log(2.0))}
         if levels > 1:
             for l, (v, (h, w)) in enumerate(zip(nlls, vqvae.code_shapes(fm, spec))):
                 out[f"bits_per_code_{l}"] = v / (h * w * np.log(2.0))

@@ -24,7 +24,7 @@ Array = jax.Array
 SPACES = ("unit", "symmetric")
 
 
-def check_model(m, space: str, spec: base.DataSpec) -> None:
+def check_model(m, space: str, spec: base.DataSpec, ema_decay: float) -> None:
     if space not in SPACES:
         raise UserError(f"the VQ-VAE reconstructs pixels by squared error: set data.space to one "
                         f"of {SPACES}, not {space!r}")
@@ -37,6 +37,9 @@ def check_model(m, space: str, spec: base.DataSpec) -> None:
                         f"{spec.shape[0]}x{spec.shape[1]}; use fewer model.levels")
     if m.num_codes < 2:
         raise UserError("model.num_codes must be at least 2")
+    if ema_decay:
+        raise UserError("the codebooks follow the trained encoder, not an average of it: set "
+                        "optim.ema_decay=0 for the vqvae family")
 
 
 def make_net(m, spec: base.DataSpec) -> vq.VQVAE:
@@ -55,7 +58,7 @@ def embeddings_of(model_state: dict) -> list[Array]:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m, space = config.model, config.data.space
-    check_model(m, space, spec)
+    check_model(m, space, spec, config.optim.ema_decay)
     net = make_net(m, spec)
     optimizer = base.make_optimizer(config.optim)
 

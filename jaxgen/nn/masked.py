@@ -12,8 +12,8 @@ over whole pixels, such as the coupled logistic mixture, needs.
 Every network maps (x [B, H, W, C], labels int32 [B], train) -> features [B, H, W, num_outputs],
 the outputs in `colors` contiguous groups; labels are read when num_classes > 0. The gated one
 also takes a map `cond` [B, H, W, F] known in full (VQ-VAE-2's lower prior reads the codes above
-it so): two unmasked 3x3 convs read it, so each output sees it in a 5x5 window around its own
-position, later positions included, and every gate adds it through a 1x1 conv.
+it so): two unmasked 3x3 convs read it, and every gate adds it through a 1x1 conv, so each output
+sees it at least in a 5x5 window around its own position, later positions included.
 """
 import flax.linen as nn
 import jax

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 from jaxgen.nn.encoders import upsample
 
 Array = jax.Array
+# Full float32 matmuls: the default on GPU/TPU (TF32, bf16 passes) can flip near-tie codes.
+HIGHEST = jax.lax.Precision.HIGHEST
 
 
 @flax.struct.dataclass
@@ -34,8 +36,8 @@ def codebook_from(vectors: Array) -> Codebook:
 
 def nearest_codes(z: Array, embeddings: Array) -> Array:
     """The index [...] of the code nearest to each vector of z [..., D] in squared distance."""
-    dist = (jnp.sum(z**2, -1, keepdims=True) - 2.0 * z @ embeddings.T
-            + jnp.sum(embeddings**2, -1))
+    cross = jnp.matmul(z, embeddings.T, precision=HIGHEST)
+    dist = jnp.sum(z**2, -1, keepdims=True) - 2.0 * cross + jnp.sum(embeddings**2, -1)
     return jnp.argmin(dist, -1)
 
 
@@ -51,17 +53,18 @@ def ema_update(book: Codebook, z: Array, codes: Array, decay: float, eps: float)
     k = book.counts.shape[0]
     onehot = jax.nn.one_hot(codes, k, dtype=z.dtype)
     counts = decay * book.counts + (1.0 - decay) * jnp.sum(onehot, 0)
-    sums = decay * book.sums + (1.0 - decay) * onehot.T @ z
+    sums = decay * book.sums + (1.0 - decay) * jnp.matmul(onehot.T, z, precision=HIGHEST)
     total = jnp.sum(counts)
     smoothed = (counts + eps) / (total + k * eps) * total
     return Codebook(sums / smoothed[:, None], counts, sums)
 
 
 def reseed_dead(book: Codebook, z: Array, rng: Array, min_count: float) -> tuple[Codebook, Array]:
-    """Codes whose count fell below min_count restart at random vectors of z [N, D], counted
-    once; returns the codebook and the number of codes re-seeded."""
+    """Codes whose count fell below min_count restart at random vectors of z [N, D] (distinct
+    ones when N >= K), counted once; returns the codebook and the number of codes re-seeded."""
     dead = book.counts < min_count
-    picks = z[jax.random.randint(rng, book.counts.shape, 0, z.shape[0])]
+    k = book.counts.shape[0]
+    picks = z[jax.random.choice(rng, z.shape[0], (k,), replace=z.shape[0] < k)]
     fresh = codebook_from(picks)
     book = jax.tree.map(lambda new, old: jnp.where(
         dead.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, book)
