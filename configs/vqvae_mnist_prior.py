@@ -8,5 +8,5 @@ from jaxgen.config import vqprior_config
 
 def get_config(variant=None):
     return vqprior_config("mnist", "runs/vqvae_mnist", variant,
-                          train=dict(steps=10_000, batch_size=128, log_every=500,
-                                     checkpoint_every=2500, eval_every=5000, sample_every=5000))
+                          train=dict(steps=5000, batch_size=128, log_every=250,
+                                     checkpoint_every=1000, eval_every=5000, sample_every=1000))
