@@ -317,3 +317,9 @@ def vqprior_config(dataset: str, first_stage: str, variant: str | None, *, train
     if "smoke" in (variant or "").split("+"):
         c.model.update(features=4, layers=2, out_hidden=8, first_stage=first_stage + "_smoke")
     return c
+
+
+# The priors of configs/vqvae_cifar10.py and configs/vqvae2_cifar10.py.
+CIFAR10_PRIOR = dict(features=128, layers=15, out_hidden=512, dropout=0.1,
+                     train=dict(steps=100_000, batch_size=128, log_every=1000,
+                                checkpoint_every=5000, eval_every=25_000, sample_every=25_000))
