@@ -273,7 +273,7 @@ def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dic
     pick_variant(c, variant, variants or {})
     if "smoke" in (variant or "").split("+"):
         c.model.update(smoke)
-        c.eval.completions = 2
+        c.eval.update(completions=1, sample_grid=8, num_samples=8)  # sampling dominates a smoke run
     return c
 
 
