@@ -16,14 +16,9 @@ def cond(c):
     c.model.conditional = True
 
 
-def eight_bit(c):
-    c.data.space = "symmetric"
-    c.model.likelihood = "softmax"
-
-
 def get_config(variant=None):
     return pixelcnn_config(
-        "mnist", "binarize", variant, {"cond": cond, "8bit": eight_bit},
+        "mnist", "binarize", variant, {"cond": cond},
         smoke=dict(features=4, layers=2, out_hidden=8),
         train=dict(steps=60_000, batch_size=64, log_every=500, checkpoint_every=5000,
                    eval_every=20_000, sample_every=10_000),

@@ -10,14 +10,9 @@ Figures reached: experiments/README.md.
 from jaxgen.config import pixelcnn_config
 
 
-def eight_bit(c):
-    c.data.space = "symmetric"
-    c.model.likelihood = "softmax"
-
-
 def get_config(variant=None):
     return pixelcnn_config(
-        "mnist", "binarize", variant, {"8bit": eight_bit},
+        "mnist", "binarize", variant, None,
         smoke=dict(features=4, layers=1, out_hidden=8),
         train=dict(steps=60_000, batch_size=64, log_every=500, checkpoint_every=5000,
                    eval_every=20_000, sample_every=10_000),

@@ -254,7 +254,8 @@ def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dic
                     smoke: dict, train: dict, optim: dict | None = None,
                     **model) -> ConfigDict:
     """What every PixelCNN config shares; `model` sets the architecture (see the keys below),
-    `smoke` the tiny one of the 'smoke' variant, `train` and `optim` the schedule."""
+    `smoke` the tiny one of the 'smoke' variant, `train` and `optim` the schedule. Binarized
+    configs also get the '8bit' variant."""
     c = base_config()
     c.data.name = dataset
     c.data.space = space
@@ -270,11 +271,19 @@ def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dic
     # eval.batch_size is also the chunk train.py samples in: small, as every image costs H x W passes
     c.eval.update(batch_size=100, num_samples=1000, sample_grid=100)
     c.eval.completions = 8  # test images in the completion picture (0: none)
+    if space == "binarize":
+        variants = {"8bit": _pixelcnn_eight_bit, **(variants or {})}
     pick_variant(c, variant, variants or {})
     if "smoke" in (variant or "").split("+"):
         c.model.update(smoke)
         c.eval.update(completions=1, sample_grid=8, num_samples=8)  # sampling dominates a smoke run
     return c
+
+
+def _pixelcnn_eight_bit(c: ConfigDict) -> None:
+    """A 256-way softmax over the 8-bit pixels in place of binarized ones."""
+    c.data.space = "symmetric"
+    c.model.likelihood = "softmax"
 
 
 def vqvae_config(dataset: str, variant: str | None, *, levels: int, train: dict,

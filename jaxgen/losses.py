@@ -179,3 +179,9 @@ def discretized_logistic_mixture_log_prob(
     mean = logistic_mixture_means(means, coeffs, x)
     per_channel = discretized_logistic_log_prob(x[..., None], mean, log_scales, num_bins)
     return jax.nn.logsumexp(jax.nn.log_softmax(logits) + per_channel.sum(-2), axis=-1)
+
+
+def reconstruction_errors(x: Array, recon: Array) -> dict[str, Array]:
+    """Per-example MSE [B] between images in [0, 1] and the PSNR it gives (dB, peak 1)."""
+    mse = jnp.mean((recon - x) ** 2, axis=tuple(range(1, x.ndim)))
+    return {"mse": mse, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}

@@ -54,6 +54,13 @@ def grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:
     return out
 
 
+def reconstructions(x, recon, n: int = 32, ncol: int = 16) -> np.ndarray:
+    """A grid of the first n images of x [N, H, W, C], each followed by its reconstruction."""
+    x, recon = np.asarray(x), np.asarray(recon)
+    n = min(n, len(x))
+    return grid(np.stack([x[:n], recon[:n]], 1).reshape((2 * n,) + x.shape[1:]), ncol=ncol)
+
+
 def save_image(image_or_grid: np.ndarray, path: str, scale: int = 1) -> None:
     """Writes a uint8 HWC (C = 1 or 3) or HW image to `path`, upscaled `scale` times (nearest).
 

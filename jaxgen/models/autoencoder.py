@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import viz
+from jaxgen import losses, viz
 from jaxgen.data.preprocess import to_model_space
 from jaxgen.errors import UserError
 from jaxgen.models import base
@@ -71,8 +71,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         del rng
         x = to_model_space(batch["image"], "unit")
         _, recon = net.apply(base.eval_params(state), x)
-        mse = jnp.mean((recon - x) ** 2, axis=(1, 2, 3))
-        return {"mse": mse, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
+        return losses.reconstruction_errors(x, recon)
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
         n = labels.shape[0]
@@ -88,9 +87,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
         del rng
         (z, recon), x = jax.device_get(_encode_decode(state, batch))
-        n = min(32, len(x))
-        pairs = np.stack([x[:n], recon[:n]], 1).reshape((2 * n,) + x.shape[1:])
-        result = {"reconstructions": viz.grid(pairs, ncol=16)}
+        result = {"reconstructions": viz.reconstructions(x, recon)}
         if m.latent_dim == 2:
             result["latents"] = viz.scatter(np.asarray(z), np.asarray(batch["label"]))
         return result

@@ -159,10 +159,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         x = to_model_space(batch["image"], space, rng)
         post = net.apply(params, x, method=VAE.encode)
         recon = mean_image(net.apply(params, post.mean, method=VAE.decode))
-        n = min(32, x.shape[0])
-        originals = to_unit(x[:n], space)
-        pairs = jnp.stack([originals, recon[:n]], 1).reshape((2 * n,) + x.shape[1:])
-        return {"reconstructions": pairs, "codes": post.mean}
+        return {"originals": to_unit(x, space), "recon": recon, "codes": post.mean}
 
     @jax.jit
     def _decode(params, z: Array) -> Array:
@@ -174,7 +171,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         decode = functools.partial(_decode, base.eval_params(state))
         pairs = len(codes) // 2 if len(codes) < 16 else 8
         z = viz.interpolate(codes[:pairs], codes[pairs : 2 * pairs], steps=10)
-        result = {"reconstructions": viz.grid(out["reconstructions"], ncol=16),
+        result = {"reconstructions": viz.reconstructions(out["originals"], out["recon"]),
                   "interpolations": viz.grid(np.asarray(decode(z)), ncol=10)}
         if m.latent_dim == 2:
             grid = decode(jnp.asarray(viz.manifold_points(20), jnp.float32))

@@ -65,8 +65,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     frozen = jax.tree.map(jnp.asarray, jax.device_get({
         "params": base.eval_params(first_state),
         "embeddings": vqvae.embeddings_of(first_state.model_state)}))
-    levels, k = fm.levels, fm.num_codes
-    num_codes = sum(h * w for h, w in vqvae.code_shapes(fm, spec))
+    levels, k, shapes = fm.levels, fm.num_codes, vqvae.code_shapes(fm, spec)
+    num_codes = sum(h * w for h, w in shapes)
     classes = spec.num_classes if m.conditional else 0
     net = GatedPixelCNN(m.features, m.layers, m.out_hidden, k, 1, classes, m.dropout)
     optimizer = base.make_optimizer(config.optim)
@@ -77,11 +77,15 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return first_net.apply(first["params"], x, first["embeddings"],
                                method=vq.VQVAE.encode)[1]
 
+    def above(first: dict, codes: list, l: int) -> Array | None:
+        """What level l's prior is conditioned on: the level above's vectors, upsampled."""
+        if l + 1 == levels:
+            return None
+        return upsample(first["embeddings"][l + 1][codes[l + 1]])
+
     def inputs(first: dict, codes: list[Array]) -> list[tuple[Array, Array | None]]:
-        """(the vectors of level l's codes, the level above's upsampled or None) per level."""
-        vectors = [e[c] for e, c in zip(first["embeddings"], codes)]
-        return [(vectors[l], upsample(vectors[l + 1]) if l + 1 < levels else None)
-                for l in range(levels)]
+        """(the vectors of level l's codes, what conditions them) per level."""
+        return [(first["embeddings"][l][codes[l]], above(first, codes, l)) for l in range(levels)]
 
     def code_nll(params: list, first: dict, codes: list[Array], labels: Array,
                  rng: Array | None = None) -> list[Array]:
@@ -98,7 +102,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         total = sum(nlls)
         out = {"code_nll": total, "bits_per_code": total / (num_codes * np.log(2.0))}
         if levels > 1:
-            for l, (v, (h, w)) in enumerate(zip(nlls, vqvae.code_shapes(fm, spec))):
+            for l, (v, (h, w)) in enumerate(zip(nlls, shapes)):
                 out[f"bits_per_code_{l}"] = v / (h * w * np.log(2.0))
         return out
 
@@ -127,12 +131,9 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
         first, params = state.model_state, base.eval_params(state)
-        n, shapes = labels.shape[0], vqvae.code_shapes(fm, spec)
-        codes = [None] * levels
+        n, codes = labels.shape[0], [None] * levels
         for l in reversed(range(levels)):
-            embeddings = first["embeddings"][l]
-            cond = (None if l + 1 == levels else
-                    upsample(first["embeddings"][l + 1][codes[l + 1]]))
+            embeddings, cond = first["embeddings"][l], above(first, codes, l)
 
             def apply(v: Array) -> Array:
                 return net.apply(params[l], embeddings[v[..., 0].astype(jnp.int32)], labels,

@@ -12,9 +12,8 @@ EMA counts): the baseline that the learned prior improves on.
 """
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from jaxgen import viz
+from jaxgen import losses, viz
 from jaxgen.data.preprocess import to_model_space, to_unit
 from jaxgen.errors import UserError
 from jaxgen.models import base
@@ -90,8 +89,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         (loss, (commit, recon, z_e, codes)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(state.params)
         state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
-        metrics = {"loss": loss, "commitment": commit,
-                   "mse": jnp.mean((to_unit(recon, space) - to_unit(x, space)) ** 2)}
+        errors = losses.reconstruction_errors(to_unit(x, space), to_unit(recon, space))
+        metrics = {"loss": loss, "commitment": commit, "mse": jnp.mean(errors["mse"])}
         books = []
         for l, (book, z, c) in enumerate(zip(state.model_state["codebooks"], z_e, codes)):
             z = jax.lax.stop_gradient(z).reshape(-1, m.code_dim)
@@ -106,8 +105,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         del rng
         x = to_model_space(batch["image"], space)
         recon, _, _ = net.apply(base.eval_params(state), x, embeddings_of(state.model_state))
-        mse = jnp.mean((to_unit(recon, space) - to_unit(x, space)) ** 2, axis=(1, 2, 3))
-        return {"mse": mse, "psnr": -10.0 * jnp.log10(jnp.maximum(mse, 1e-10))}
+        return losses.reconstruction_errors(to_unit(x, space), to_unit(recon, space))
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
         n = labels.shape[0]
@@ -127,8 +125,6 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
         del rng
         x, recon = jax.device_get(_reconstruct(state, batch))
-        n = min(32, len(x))
-        pairs = np.stack([x[:n], recon[:n]], 1).reshape((2 * n,) + x.shape[1:])
-        return {"reconstructions": viz.grid(pairs, ncol=16)}
+        return {"reconstructions": viz.reconstructions(x, recon)}
 
     return base.Family(init, train_step, eval_step, sample, pictures)
