@@ -61,7 +61,8 @@ class Family:
 
 def make_optimizer(optim) -> optax.GradientTransformation:
     """config.optim -> optax chain: optional clipping, Adam/AdamW/RMSProp/SGD, warmup then a
-    constant, cosine or linear schedule. RMSProp's squared-gradient decay is b2."""
+    constant, cosine or linear schedule. RMSProp's squared-gradient decay is b2; SGD uses
+    Nesterov momentum b1 and adds weight_decay x params to the gradient (L2)."""
     if optim.schedule == "constant":
         lr = optax.warmup_constant_schedule(0.0, optim.learning_rate, max(optim.warmup_steps, 1)) \
             if optim.warmup_steps else optim.learning_rate
@@ -83,7 +84,8 @@ def make_optimizer(optim) -> optax.GradientTransformation:
     elif optim.name == "rmsprop":
         opt = optax.rmsprop(lr, decay=optim.b2)
     elif optim.name == "sgd":
-        opt = optax.sgd(lr, momentum=optim.b1)
+        opt = optax.chain(optax.add_decayed_weights(optim.weight_decay),
+                          optax.sgd(lr, momentum=optim.b1, nesterov=True))
     else:
         raise UserError(f"unknown optim.name {optim.name!r}; use adam, adamw, rmsprop or sgd")
     if optim.grad_clip:

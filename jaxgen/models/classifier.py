@@ -19,23 +19,58 @@ Array = jax.Array
 nn = flax.linen
 
 
+def whitening_filters(x: Array, patch: int, eps: float = 5e-4) -> tuple[Array, Array]:
+    """(kernel [p, p, C, 2 p^2 C], mean patch [p^2 C]) from the patches of x [B, H, W, C]: the
+    eigenvectors of the patch covariance scaled to unit output variance, and their negatives (so
+    a ReLU after them keeps both signs)."""
+    b, h, w, c = x.shape
+    shifted = [x[:, i:h - patch + 1 + i, j:w - patch + 1 + j] for i in range(patch)
+               for j in range(patch)]
+    patches = jnp.stack(shifted, axis=3).reshape(-1, patch * patch * c)  # (row, col, chan) order
+    mean = patches.mean(0)
+    centred = patches - mean
+    eigvals, eigvecs = jnp.linalg.eigh(centred.T @ centred / patches.shape[0])
+    filters = eigvecs / jnp.sqrt(jnp.maximum(eigvals, 0.0) + eps)
+    filters = jnp.concatenate([filters, -filters], axis=1)
+    return filters.reshape(patch, patch, c, -1), mean
+
+
 class CNN(nn.Module):
-    """Per stage: (3x3 conv, batch norm, ReLU) x convs_per_stage, 2x2 max-pool, dropout."""
+    """Optionally a frozen patch-whitening conv (`whiten` > 0: its patch size; the filters are
+    computed from the batch the network is initialised on and kept with the batch statistics)
+    with a learned bias and ReLU. Then per stage: (3x3 conv, batch norm, ReLU) x convs_per_stage,
+    a 2x2 max-pool after the first conv (`pool_first`: the later convs run at the lower
+    resolution) or after the last, and dropout."""
 
     widths: tuple[int, ...]
     convs_per_stage: int
     feature_dim: int
     num_classes: int
     dropout: float
+    pool_first: bool = False
+    whiten: int = 0
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> tuple[Array, Array]:
         """x [B, H, W, C] in [0, 1] -> (features [B, F], logits [B, K])."""
+        if self.whiten:
+            inputs = x
+            frozen = self.variable("batch_stats", "whitening",
+                                   lambda: whitening_filters(inputs, self.whiten))
+            kernel, mean = frozen.value
+            bias = self.param("whitening_bias",
+                              lambda _: -mean @ kernel.reshape(mean.shape[0], -1))
+            x = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x = nn.relu(x + bias)
         for width in self.widths:
-            for _ in range(self.convs_per_stage):
+            for i in range(self.convs_per_stage):
                 x = nn.Conv(width, (3, 3), use_bias=False)(x)
+                if self.pool_first and i == 0:
+                    x = nn.max_pool(x, (2, 2), strides=(2, 2))
                 x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
-            x = nn.max_pool(x, (2, 2), strides=(2, 2))
+            if not self.pool_first:
+                x = nn.max_pool(x, (2, 2), strides=(2, 2))
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
         x = nn.Dense(self.feature_dim)(x.reshape(x.shape[0], -1))
         features = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
@@ -68,7 +103,8 @@ def _network(config, spec: base.DataSpec) -> CNN:
     if min(spec.shape[:2]) < 2 ** len(m.widths):
         raise UserError(f"{len(m.widths)} pooling stages (model.widths) need images of at least "
                         f"{2 ** len(m.widths)} pixels a side, got {spec.shape[:2]}")
-    return CNN(tuple(m.widths), m.convs_per_stage, m.feature_dim, spec.num_classes, m.dropout)
+    return CNN(tuple(m.widths), m.convs_per_stage, m.feature_dim, spec.num_classes, m.dropout,
+               m.pool_first, m.whiten)
 
 
 def _predict(net: CNN, state: base.TrainState, images: Array) -> tuple[Array, Array]:
@@ -107,7 +143,9 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             (_, logits), updates = net.apply(
                 {"params": params, "batch_stats": state.model_state}, x, train=True,
                 rngs={"dropout": dropout_rng}, mutable=["batch_stats"])
-            loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+            targets = optax.smooth_labels(jax.nn.one_hot(batch["label"], spec.num_classes),
+                                          m.label_smoothing)
+            loss = optax.softmax_cross_entropy(logits, targets).mean()
             return loss, (logits, updates["batch_stats"])
 
         (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
