@@ -135,6 +135,7 @@ class Experiment:
                 sample = self.sample_fn is not None and (done % cfg.sample_every == 0
                                                          or done == cfg.steps)
                 if log:
+                    jax.block_until_ready(last_metrics)  # a rate of finished steps, not dispatched
                     self._log_train(writer, done, window, timed / max(time.perf_counter() - t0, 1e-9))
                     window = []
                 if save or stop["signal"]:  # the signal may arrive while logging
