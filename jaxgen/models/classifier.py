@@ -23,7 +23,7 @@ def whitening_filters(x: Array, patch: int, eps: float = 5e-4) -> tuple[Array, A
     """(kernel [p, p, C, 2 p^2 C], mean patch [p^2 C]) from the patches of x [B, H, W, C]: the
     eigenvectors of the patch covariance scaled to unit output variance, and their negatives (so
     a ReLU after them keeps both signs)."""
-    b, h, w, c = x.shape
+    _, h, w, c = x.shape
     shifted = [x[:, i:h - patch + 1 + i, j:w - patch + 1 + j] for i in range(patch)
                for j in range(patch)]
     patches = jnp.stack(shifted, axis=3).reshape(-1, patch * patch * c)  # (row, col, chan) order
