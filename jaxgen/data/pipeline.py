@@ -70,7 +70,10 @@ class TrainIterator:
         local = global_batch_size // process_count
         batches = _EpochBatches(data, global_batch_size, seed, process_index * local, local)
         ds = grain.MapDataset.range(batches.per_epoch).repeat().map_with_index(batches)
-        self._it = iter(ds.to_iter_dataset())
+        # grain's default (16 threads, 500 batches ahead) polls 500 futures per batch and can
+        # hold gigabytes of batches; a few whole batches ahead keep up with any train step.
+        self._it = iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=2,
+                                                             prefetch_buffer_size=4)))
 
     def __iter__(self) -> "TrainIterator":
         return self
