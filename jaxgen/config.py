@@ -92,6 +92,9 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
     current = json.loads(to_json(config))
     for key in STATE_DEFINING:
         before, now = _state_part(saved, key), _state_part(current, key)
+        if isinstance(before, dict) and isinstance(now, dict):
+            # Options added to jaxgen after the run was saved match it while they are off.
+            now = {k: v for k, v in now.items() if k in before or v}
         if before != now:
             raise UserError(
                 f"workdir {workdir} holds a run of a different model ({key} differs: saved "
@@ -198,7 +201,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     c.model = ConfigDict(dict(
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
         clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
-        d_dropout=0.0, upsample="subpixel", conditional=False))
+        d_dropout=0.0, d_mbstd=0, upsample="subpixel", conditional=False))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())

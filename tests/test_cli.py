@@ -184,6 +184,16 @@ def test_sampling_keys_may_change_on_a_trained_workdir_but_model_keys_may_not():
         config_lib.check_resumable(config_lib.to_json(saved), now, "w")
 
 
+def test_a_run_saved_before_a_model_option_existed_resumes_while_the_option_is_off():
+    saved = config_lib.load(cfg("dcgan_mnist.py:smoke"))
+    del saved.model["d_mbstd"]  # as written by a jaxgen without that option
+    now = config_lib.load(cfg("dcgan_mnist.py:smoke"))
+    config_lib.check_resumable(config_lib.to_json(saved), now, "w")
+    now.model.d_mbstd = 4
+    with pytest.raises(UserError, match="model differs"):
+        config_lib.check_resumable(config_lib.to_json(saved), now, "w")
+
+
 def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, capsys):
     args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
     assert run(capsys, *args)[0] == 0

@@ -13,7 +13,7 @@ from jaxgen import config as config_lib, losses, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
 from jaxgen.models import base, gan
-from jaxgen.nn.gan_nets import Critic, Generator, num_stages
+from jaxgen.nn.gan_nets import Critic, Generator, minibatch_stddev, num_stages
 
 from test_cli import cfg
 
@@ -159,6 +159,24 @@ def test_critic_dropout_is_random_in_training_only():
     np.testing.assert_array_equal(d.apply(params, x, labels), d.apply(params, x, labels))
 
 
+def test_minibatch_stddev_is_the_group_spread_and_couples_only_its_group():
+    x = jax.random.normal(jax.random.key(0), (8, 5, 5, 3))
+    out = minibatch_stddev(x, 4)
+    chex.assert_shape(out, (8, 5, 5, 4))
+    np.testing.assert_array_equal(out[..., :3], x)
+    for g in range(2):  # the population std over the group, averaged over positions and channels
+        expected = np.mean(np.std(np.asarray(x[4 * g:4 * g + 4]), axis=0))
+        np.testing.assert_allclose(out[4 * g:4 * g + 4, ..., 3], expected, rtol=1e-5)
+    images = jnp.tanh(jax.random.normal(jax.random.key(1), (8, 8, 8, 1)))
+    for arch in ("mlp", "dcgan", "resnet"):
+        d = Critic(arch, 8, 2, mbstd=4)
+        params = d.init(jax.random.key(2), images, jnp.zeros(8, jnp.int32))
+        score = lambda v: d.apply(params, v, jnp.zeros(8, jnp.int32))
+        moved = score(images.at[5].set(-images[5]))  # one image of the second group changes
+        np.testing.assert_array_equal(moved[:4], score(images)[:4])
+        assert not np.allclose(moved[4:5], score(images)[4:5]), arch  # its group-mates see it
+
+
 def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     z, labels = jnp.ones((2, 8)), jnp.zeros(2, jnp.int32)
     for up in ("subpixel", "transposed"):
@@ -174,6 +192,8 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     ({"model.arch": "vit"}, "unknown model.arch"),
     ({"model.n_critic": 3}, "multiple of model.n_critic"),
     ({"data.space": "unit"}, "data.space=symmetric"),
+    ({"model.d_mbstd": 4, "model.penalty": "gp"}, "model.d_mbstd=0 or model.penalty=none"),
+    ({"model.d_mbstd": 3}, r"model.d_mbstd \(3\) must divide the per-update batch \(16\)"),
 ])
 def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
     c = config_lib.gan_config("mnist", "smoke")

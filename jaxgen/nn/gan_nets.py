@@ -11,7 +11,9 @@ The number of 2x stages is fixed by the image side: halve it while it stays even
 (28 -> 14 -> 7: two stages; 32 -> 16 -> 8 -> 4: three). A conditional G concatenates a label
 embedding to z; a conditional D adds the projection <embed(y), features> (Miyato & Koyama 2018).
 Critics keep no batch statistics, so each output depends only on its own input, which the
-gradient penalties rely on.
+gradient penalties rely on; the one exception is the optional minibatch standard deviation
+(Karras et al. 2018), a feature that lets D see how varied a group of samples is, which is why
+it cannot be combined with a penalty.
 """
 from collections.abc import Sequence
 
@@ -75,6 +77,19 @@ class GResBlock(nn.Module):
         h = nn.Conv(self.width, (3, 3))(h)
         h = nn.Conv(self.width, (3, 3))(nn.relu(BatchNorm()(h)))
         return h + nn.Conv(self.width, (1, 1))(upsample(x))
+
+
+def minibatch_stddev(x: Array, group: int) -> Array:
+    """Appends one feature to x [B, ..., F]: within each group of `group` consecutive rows, the
+    standard deviation over the group of every feature, averaged over features (and positions)."""
+    if x.shape[0] % group:
+        raise UserError(f"model.d_mbstd ({group}) must divide the critic's batch ({x.shape[0]})")
+    groups = x.reshape((x.shape[0] // group, group) + x.shape[1:])
+    std = jnp.sqrt(jnp.var(groups, axis=1) + 1e-8)
+    stat = jnp.mean(std, axis=tuple(range(1, std.ndim)))  # [B / group]
+    stat = jnp.broadcast_to(jnp.repeat(stat, group).reshape((-1,) + (1,) * (x.ndim - 1)),
+                            x.shape[:-1] + (1,))
+    return jnp.concatenate([x, stat.astype(x.dtype)], axis=-1)
 
 
 class DResBlock(nn.Module):
@@ -150,24 +165,27 @@ class Critic(nn.Module):
     depth: int
     num_classes: int = 0
     dropout: float = 0.0  # after each hidden layer of mlp and dcgan critics, in training
+    mbstd: int = 0  # group size of the minibatch stddev feature, fed to the last layer; 0: none
 
     @nn.compact
     def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
         drop = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)
+        last = lambda i, n, x: minibatch_stddev(x, self.mbstd) if self.mbstd and i == n - 1 else x
         if self.arch == "mlp":
             x = x.reshape(x.shape[0], -1)
             for i in range(self.depth):
-                x = drop(nn.leaky_relu(nn.Dense(self.width // 2**i)(x), 0.2))
+                x = drop(nn.leaky_relu(nn.Dense(self.width // 2**i)(last(i, self.depth, x)), 0.2))
             features = x
         elif self.arch == "dcgan":
-            for i in range(num_stages(x.shape[1])):
-                x = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(x)
+            n = num_stages(x.shape[1])
+            for i in range(n):
+                x = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(last(i, n, x))
                 x = drop(nn.leaky_relu(x, 0.2))
             features = x.reshape(x.shape[0], -1)
         else:
             downs = max(num_stages(x.shape[1]) - 1, 1)
             for i in range(downs + 2):
-                x = DResBlock(self.width, down=i < downs, first=i == 0)(x)
+                x = DResBlock(self.width, down=i < downs, first=i == 0)(last(i, downs + 2, x))
             features = jnp.sum(nn.relu(x), axis=(1, 2))
         out = nn.Dense(1)(features)[:, 0]
         if self.num_classes:
