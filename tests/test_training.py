@@ -98,13 +98,15 @@ def test_resume_equals_uninterrupted(config, tmp_path):
     assert a[6] == b[6] and a[8] == b[8]
 
 
-def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes_with_its_programs_cached(tmp_path):
     workdir = str(tmp_path / "run")
     cmd = [sys.executable, "-m", "jaxgen.main", "--config", VAE_DIGITS + ":smoke",
            "--workdir", workdir, "--config.train.steps=100000", "--config.train.log_every=5",
            "--config.train.checkpoint_every=100000", "--config.train.eval_every=100000",
            "--config.train.sample_every=100000"]
-    env = dict(os.environ, XLA_FLAGS="")
+    cache = tmp_path / "xla"
+    env = dict(os.environ, XLA_FLAGS="", JAXGEN_XLA_CACHE=str(cache),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     metrics = os.path.join(workdir, "metrics.jsonl")
@@ -119,6 +121,7 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert steps and max(steps) >= 5
     state_params = _state(workdir, _config(steps=100000)).params
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state_params))
+    assert len(os.listdir(cache)) >= 2  # init and the train step, for the resumed run to reuse
 
 
 def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
