@@ -1,7 +1,11 @@
-"""Eight emulated CPU devices, a persistent compilation cache, and the shared TFDS data dir."""
+"""Eight emulated CPU devices, a quicker compile, a persistent compilation cache, and the shared
+TFDS data dir."""
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# Compiling dominates the suite; LLVM's level 1 compiles ~20% faster than its default and the
+# small test programs run about as fast.
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 "
+                                   "--xla_backend_optimization_level=1")
 os.environ.setdefault(
     "TFDS_DATA_DIR",
     os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "shared", "tfds")),
