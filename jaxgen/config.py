@@ -194,7 +194,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     'transposed' gives the paper's transposed convs). `model` overrides the architecture and the
     game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
     config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
-    'smoke' gives tiny nets."""
+    'smoke' gives tiny nets and at most 2 critic updates per step."""
     c = base_config()
     c.data.name = dataset
     c.data.space = "symmetric"
@@ -213,8 +213,9 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         edit(c)
     pick_variant(c, variant, dict(variants or {},
                                   transposed=lambda c: c.model.update(upsample="transposed")))
-    if "smoke" in (variant or "").split("+"):
-        c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8)
+    if "smoke" in (variant or "").split("+"):  # at most 2 critic updates: each is compiled
+        c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8,
+                       n_critic=min(c.model.n_critic, 2))
         c.train.batch_size = 16 * c.model.n_critic
     return c
 

@@ -21,7 +21,8 @@ MNIST = base.DataSpec((28, 28, 1), 10)
 
 
 def family_and_state(spec=MNIST, batch_size=16, seed=0, **model):
-    c = config_lib.gan_config("mnist", "smoke", **model)
+    c = config_lib.gan_config("mnist", "smoke")
+    c.model.update(model)
     c.train.batch_size = batch_size
     fam = gan.make_family(c, spec)
     batch = fake_batch(spec, batch_size, seed)
