@@ -165,7 +165,7 @@ class Critic(nn.Module):
     depth: int
     num_classes: int = 0
     dropout: float = 0.0  # after each hidden layer of mlp and dcgan critics, in training
-    mbstd: int = 0  # group size of the minibatch stddev feature, fed to the last layer; 0: none
+    mbstd: int = 0  # group size of a minibatch-stddev feature into the last hidden layer; 0: none
 
     @nn.compact
     def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
