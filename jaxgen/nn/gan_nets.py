@@ -86,9 +86,8 @@ def minibatch_stddev(x: Array, group: int) -> Array:
         raise UserError(f"model.d_mbstd ({group}) must divide the critic's batch ({x.shape[0]})")
     groups = x.reshape((x.shape[0] // group, group) + x.shape[1:])
     std = jnp.sqrt(jnp.var(groups, axis=1) + 1e-8)
-    stat = jnp.mean(std, axis=tuple(range(1, std.ndim)))  # [B / group]
-    stat = jnp.broadcast_to(jnp.repeat(stat, group).reshape((-1,) + (1,) * (x.ndim - 1)),
-                            x.shape[:-1] + (1,))
+    stat = jnp.mean(std, axis=tuple(range(1, std.ndim)), keepdims=True)  # [B / group, 1, ...]
+    stat = jnp.broadcast_to(jnp.repeat(stat, group, axis=0), x.shape[:-1] + (1,))
     return jnp.concatenate([x, stat.astype(x.dtype)], axis=-1)
 
 
