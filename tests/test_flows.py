@@ -133,3 +133,22 @@ def test_identity_flow_gives_base_bits_per_dim_under_preprocessing(flow):
     log_py = (-0.5 * z ** 2 - 0.5 * np.log(2 * np.pi) + log_jac).reshape(3, -1).sum(-1)
     expected = (-log_py + 16 * np.log(256)) / (16 * np.log(2))
     chex.assert_trees_all_close(got, expected.astype(np.float32), atol=1e-4)
+
+
+def test_a_step_with_non_finite_values_is_skipped_not_applied():
+    c = config_lib.load(os.path.join(ROOT, "configs", "glow_mnist.py:smoke"))
+    family = flow_models.make_family(c, base.DataSpec((8, 8, 1), 10))
+    batch = {"image": jax.random.randint(jax.random.key(0), (4, 8, 8, 1), 0, 256).astype(jnp.uint8)}
+    state = family.init(jax.random.key(1), batch)
+    step = jax.jit(family.train_step)
+    new, metrics = step(state, batch, jax.random.key(2))
+    assert float(metrics["skipped"]) == 0.0
+    changed = lambda a, b: not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a),
+                                                                          jax.tree.leaves(b)))
+    assert changed(new.opt_state, state.opt_state)  # the params wait for the lr warm-up
+    broken = state.replace(params=jax.tree.map(lambda w: w.at[(0,) * w.ndim].set(jnp.nan),
+                                               state.params))
+    new, metrics = step(broken, batch, jax.random.key(2))
+    assert float(metrics["skipped"]) == 1.0 and int(new.step) == 1
+    chex.assert_trees_all_equal(jax.device_get((new.params, new.opt_state)),
+                                jax.device_get((broken.params, broken.opt_state)))

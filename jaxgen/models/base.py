@@ -97,6 +97,16 @@ def ema_update(ema: Any, new: Any, decay: float) -> Any:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, new)
 
 
+def keep_if_finite(new: Any, old: Any, checked: Any) -> tuple[Any, jax.Array]:
+    """`new` if every value in `checked` is finite, else `old` (leaf by leaf); and that flag."""
+    # One reduction over all values, not an `all` of per-leaf flags: XLA turns the latter into a
+    # chain of scalar ANDs and copies that chain into every leaf's select, code quadratic in the
+    # number of leaves (Glow's train step took minutes to compile).
+    values = jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(checked)])
+    finite = jnp.all(jnp.isfinite(values))
+    return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old), finite
+
+
 def apply_gradients(
     state: TrainState, grads: Any, optimizer: optax.GradientTransformation, ema_decay: float
 ) -> TrainState:

@@ -174,10 +174,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
         (loss, (log_prior, logdet)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params)
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]
-                                   + [jnp.isfinite(loss)]))
         new = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
-        kept = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+        kept, finite = base.keep_if_finite(new, state, (grads, loss))
         return kept.replace(step=new.step), {
             "loss": loss, "nll_bpd": loss, "log_prior": jnp.mean(log_prior),
             "log_det": jnp.mean(logdet), "skipped": 1.0 - finite.astype(jnp.float32)}

@@ -136,10 +136,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
         if m.loss == "wasserstein":
             metrics["w_distance"] = metrics["d_real"] - metrics["d_fake"]
-        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in
-                                    jax.tree.leaves((metrics, new.params))]))
-        state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-        metrics = {k: jnp.where(finite, v, 0.0) for k, v in metrics.items()}
+        (state, metrics), finite = base.keep_if_finite(
+            (new, metrics), (state, jax.tree.map(jnp.zeros_like, metrics)), (metrics, new.params))
         metrics["skipped"] = 1.0 - finite.astype(jnp.float32)
         return state, metrics
 
