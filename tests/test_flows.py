@@ -150,5 +150,6 @@ def test_a_step_with_non_finite_values_is_skipped_not_applied():
                                                state.params))
     new, metrics = step(broken, batch, jax.random.key(2))
     assert float(metrics["skipped"]) == 1.0 and int(new.step) == 1
+    assert all(float(v) == 0.0 for k, v in metrics.items() if k != "skipped")  # nothing to log
     chex.assert_trees_all_equal(jax.device_get((new.params, new.opt_state)),
                                 jax.device_get((broken.params, broken.opt_state)))

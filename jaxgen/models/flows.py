@@ -175,10 +175,12 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         (loss, (log_prior, logdet)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params)
         new = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
-        kept, finite = base.keep_if_finite(new, state, (grads, loss))
-        return kept.replace(step=new.step), {
-            "loss": loss, "nll_bpd": loss, "log_prior": jnp.mean(log_prior),
-            "log_det": jnp.mean(logdet), "skipped": 1.0 - finite.astype(jnp.float32)}
+        metrics = {"loss": loss, "nll_bpd": loss, "log_prior": jnp.mean(log_prior),
+                   "log_det": jnp.mean(logdet)}
+        (kept, metrics), finite = base.keep_if_finite(  # a skipped step logs zeros
+            (new, metrics), (state, jax.tree.map(jnp.zeros_like, metrics)), (grads, metrics))
+        return kept.replace(step=new.step), {**metrics,
+                                             "skipped": 1.0 - finite.astype(jnp.float32)}
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
         y = to_model_space(batch["image"], "dequantize", rng)
