@@ -4,7 +4,7 @@ T = 1000, eps-prediction with the simple loss, fixed variance beta_t; Adam 2e-4 
 steps, batch 128, gradient clipping 1, EMA 0.9999, random horizontal flips, 800k steps. The paper
 reaches FID 3.17 (ancestral sampling, 50k samples) and NLL <= 3.75 bits/dim (L_simple).
 
-Variants: cond (class-conditional, classifier-free guidance w = 0.3), ddim (50 DDIM steps),
+Variants: cond (class-conditional, classifier-free guidance scale 1.3), ddim (50 DDIM steps),
 cosine, v, smoke. Eval bounds the NLL with 32 stratified timesteps on 1000 test images
 (--config.eval.num_examples=0 for the whole split).
 Not trained in this repository yet: no figures reached.
@@ -14,7 +14,7 @@ from jaxgen.config import ddpm_config
 
 def get_config(variant=None):
     return ddpm_config(
-        "cifar10", variant, guidance=0.3, flip=True,
+        "cifar10", variant, guidance=1.3, flip=True,
         optim=dict(learning_rate=2e-4, warmup_steps=5000, ema_decay=0.9999),
         train=dict(steps=800_000, batch_size=128, log_every=1000, checkpoint_every=10_000,
                    eval_every=50_000, sample_every=10_000))

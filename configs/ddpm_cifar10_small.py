@@ -4,7 +4,7 @@ params, 3.0 GFLOP per image forward, a quarter of the paper model's 11.7); other
 configs/ddpm_cifar10.py (linear schedule, T = 1000, eps-prediction, flips), with 60k steps of
 batch 128, 1000 warmup steps and EMA 0.9995.
 
-Variants: cond (class-conditional, guidance w = 0.3), ddim, cosine, v, smoke.
+Variants: cond (class-conditional, guidance scale 1.3), ddim, cosine, v, smoke.
 Not trained in this repository yet: no figures reached.
 """
 from jaxgen.config import ddpm_config
@@ -12,7 +12,7 @@ from jaxgen.config import ddpm_config
 
 def get_config(variant=None):
     return ddpm_config(
-        "cifar10", variant, guidance=0.3, flip=True, ch=64, ch_mult=(1, 2, 2),
+        "cifar10", variant, guidance=1.3, flip=True, ch=64, ch_mult=(1, 2, 2),
         optim=dict(learning_rate=2e-4, warmup_steps=1000, ema_decay=0.9995),
         train=dict(steps=60_000, batch_size=128, log_every=500, checkpoint_every=5000,
                    eval_every=20_000, sample_every=5000))

@@ -3,7 +3,7 @@ blocks per level, attention at 7x7, dropout 0.1; linear schedule T = 1000, eps-p
 2e-4, 1000 warmup steps, batch 128, clipping 1, EMA 0.999, 30k steps. Samples grids and pictures
 use 100 DDIM steps (eta 0) to stay affordable on a CPU; --config.model.sampler=ancestral for DDPM.
 
-Variants: cond (class-conditional with classifier-free guidance w = 1, label dropout 0.1), ddim,
+Variants: cond (class-conditional with classifier-free guidance scale 2, label dropout 0.1), ddim,
 cosine, v, smoke. Not trained in this repository yet: no figures reached.
 """
 from jaxgen.config import ddpm_config
@@ -11,7 +11,7 @@ from jaxgen.config import ddpm_config
 
 def get_config(variant=None):
     return ddpm_config(
-        "mnist", variant, guidance=1.0, ch=64, ch_mult=(1, 2, 2), attn_resolutions=(7,),
+        "mnist", variant, guidance=2.0, ch=64, ch_mult=(1, 2, 2), attn_resolutions=(7,),
         sampler="ddim", sample_steps=100,
         optim=dict(learning_rate=2e-4, warmup_steps=1000, ema_decay=0.999),
         train=dict(steps=30_000, batch_size=128, log_every=500, checkpoint_every=5000,

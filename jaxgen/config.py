@@ -201,7 +201,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     c.model = ConfigDict(dict(
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
         clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
-        d_dropout=0.0, d_mbstd=0, upsample="subpixel", conditional=False))
+        d_dropout=0.0, d_mbstd=0, d_batchnorm=False, upsample="subpixel", conditional=False))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())
@@ -234,7 +234,7 @@ def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: di
         attn_resolutions=(16,), dropout=0.1, norm_groups=32, flip=False,
         timesteps=1000, schedule="linear", prediction="eps", variance="large",
         sampler="ancestral", sample_steps=50, eta=0.0, clip_denoised=True,
-        conditional=False, guidance_scale=0.0, label_dropout=0.0))
+        conditional=False, guidance_scale=1.0, label_dropout=0.0))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999)
     c.optim.update(optim)

@@ -209,7 +209,7 @@ def random_params(net: UNet, *args) -> dict:
     return jax.tree.map(lambda a: jnp.asarray(0.2 * rng.normal(size=a.shape), a.dtype), shapes)
 
 
-def test_guidance_scale_zero_is_the_conditional_model():
+def test_guidance_scale_zero_is_the_unconditional_model_and_one_the_conditional():
     net = UNet(8, (1,), 1, (), 0.0, 1, num_classes=3, groups=4)
     x = jax.random.normal(jax.random.key(0), (4, 8, 8, 1))
     t, labels = jnp.array([0, 3, 5, 9]), jnp.array([0, 1, 2, 1])
@@ -217,8 +217,9 @@ def test_guidance_scale_zero_is_the_conditional_model():
     eps_fn = jax.jit(lambda x, t, y: net.apply(params, x, t, y))
     cond, uncond = eps_fn(x, t, labels), eps_fn(x, t, jnp.full_like(labels, 3))
     assert not np.allclose(cond, uncond, atol=1e-3)  # the class embedding matters
-    chex.assert_trees_all_equal(dm.guided(eps_fn, 0.0, 3)(x, t, labels), cond)
-    chex.assert_trees_all_close(dm.guided(eps_fn, 2.0, 3)(x, t, labels), 3.0 * cond - 2.0 * uncond,
+    chex.assert_trees_all_equal(dm.guided(eps_fn, 0.0, 3)(x, t, labels), uncond)
+    chex.assert_trees_all_equal(dm.guided(eps_fn, 1.0, 3)(x, t, labels), cond)
+    chex.assert_trees_all_close(dm.guided(eps_fn, 3.0, 3)(x, t, labels), 3.0 * cond - 2.0 * uncond,
                                 atol=1e-4)
 
 
@@ -263,7 +264,7 @@ def test_unet_runs_on_28x28_and_refuses_sizes_that_do_not_halve():
 
 @pytest.mark.parametrize("key,value,needle", [
     ("data.space", "unit", "data.space symmetric"),
-    ("model.guidance_scale", 1.0, "needs model.conditional"),
+    ("model.guidance_scale", 2.0, "needs model.conditional=true"),
     ("model.sample_steps", 11, "model.sample_steps=11"),
     ("model.prediction", "x0", "unknown model.prediction"),
     ("model.ch_mult", (1, 2, 2, 2), "divisible by 8"),

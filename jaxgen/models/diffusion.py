@@ -109,15 +109,19 @@ def eps_from_v(s: Schedule, x_t: Array, t: Array, v: Array) -> Array:
 
 
 def guided(eps_fn: Denoiser, scale: float, null_label: int) -> Denoiser:
-    """Classifier-free guidance: (1 + w) eps(x, y) - w eps(x, no label); w = 0 is eps_fn itself."""
-    if scale == 0:
+    """Classifier-free guidance: eps(x) + s (eps(x, y) - eps(x)), eps(x) the no-label prediction:
+    s = 1 is the conditional model, s = 0 the unconditional one, s > 1 pushes towards y."""
+    drop = lambda labels: jnp.full_like(labels, null_label)
+    if scale == 1:
         return eps_fn
+    if scale == 0:
+        return lambda x, t, labels: eps_fn(x, t, drop(labels))
 
     def fn(x: Array, t: Array, labels: Array) -> Array:
         both = eps_fn(jnp.concatenate([x, x]), jnp.concatenate([t, t]),
-                      jnp.concatenate([labels, jnp.full_like(labels, null_label)]))
+                      jnp.concatenate([labels, drop(labels)]))
         cond, uncond = jnp.split(both, 2)
-        return (1.0 + scale) * cond - scale * uncond
+        return uncond + scale * (cond - uncond)
 
     return fn
 
@@ -249,13 +253,13 @@ def _check(config, spec: base.DataSpec) -> None:
                         f"{config.data.space!r}")
     if m.conditional and spec.num_classes < 1:
         raise UserError(f"model.conditional needs labelled data; {config.data.name!r} has none")
-    if m.guidance_scale and not m.conditional:
-        raise UserError("model.guidance_scale needs model.conditional=true")
+    if m.guidance_scale != 1 and not m.conditional:
+        raise UserError("model.guidance_scale other than 1 needs model.conditional=true")
     if m.guidance_scale < 0 or not 0 <= m.label_dropout < 1:
         raise UserError("model.guidance_scale must be >= 0 and model.label_dropout in [0, 1)")
-    if m.guidance_scale and not m.label_dropout:
-        raise UserError("guidance needs an unconditional model too: set model.label_dropout > 0 "
-                        "(e.g. 0.1) for training")
+    if m.guidance_scale != 1 and not m.label_dropout:
+        raise UserError("a guidance scale other than 1 needs an unconditional model too: set "
+                        "model.label_dropout > 0 (e.g. 0.1) for training")
     ddim_timesteps(m.timesteps, m.sample_steps)
     check_unet(spec.shape, m.ch, tuple(m.ch_mult), tuple(m.attn_resolutions), m.norm_groups)
 
