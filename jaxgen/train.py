@@ -257,7 +257,8 @@ class Experiment:
 
     def generate(self, state: TrainState, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n samples as floats in [0, 1] and their labels (for a conditional family, the classes
-        asked for: equally many of each, in order), drawn in sharded chunks of eval.batch_size."""
+        asked for: equally many of each, in order), drawn in sharded chunks of eval.batch_size;
+        with more than one chunk, each logs the progress and the time per image."""
         if self.sample_fn is None:
             raise UserError(f"model.family {self.config.model.family!r} generates no samples; "
                             f"use --mode train or eval, and no eval.feature_workdir")
@@ -267,11 +268,18 @@ class Experiment:
         labels = np.repeat(np.arange(num_classes, dtype=np.int32), -(-n // num_classes))[:n]
         padded = np.resize(labels, -(-n // chunk) * chunk).reshape(-1, chunk)
         sharded = sharding.batch_sharding(self.mesh)
-        parts = []
+        parts, seconds = [], []
         for i, part in enumerate(padded):
+            start = time.perf_counter()
             part_labels = jax.make_array_from_callback(part.shape, sharded, lambda idx: part[idx])
             parts.append(jax.device_get(self.sample_fn(
                 state, jax.random.fold_in(self.rng_sample, i), part_labels)))
+            seconds.append(time.perf_counter() - start)
+            if len(padded) > 1:
+                steady = seconds[1:] or seconds  # the first chunk also compiles the sampler
+                _log(f"sampled {min((i + 1) * chunk, n)}/{n} images | "
+                     f"{sum(steady) / (len(steady) * chunk):.3g} s per image"
+                     f"{'' if i else ' (with compile)'}")
         return np.concatenate(parts)[:n], labels
 
     def write_samples(self, state: TrainState, n: int = 0) -> np.ndarray:

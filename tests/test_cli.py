@@ -1,6 +1,7 @@
 """The CLI end to end on every smoke config, eval/sample modes, and each user mistake."""
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -112,9 +113,12 @@ def test_rerun_resumes_and_eval_sample_modes_use_latest(tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "checkpoints"), key=int) == ["6", "9", "12"]  # keep 3
     assert run(capsys, *args, "--mode", "eval")[0] == 0
     assert os.path.exists(tmp_path / "eval" / "12.json")
-    assert run(capsys, *args, "--mode", "sample")[0] == 0
+    capsys.readouterr()
+    assert main(args + ["--mode", "sample", "--config.eval.batch_size=8"]) == 0
     images = np.load(tmp_path / "samples" / "samples_000012.npz")["images"]
     assert images.shape == (16, 8, 8, 1) and images.dtype == np.uint8
+    out = capsys.readouterr().out  # two chunks of 8: progress and the time per image
+    assert "sampled 8/16 images |" in out and re.search(r"16/16 images \| [\d.e-]+ s per image\n", out)
 
 
 def test_resume_says_so(tmp_path, capsys):
