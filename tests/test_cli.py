@@ -98,6 +98,11 @@ def check_smoke_run(config: str, workdir: str) -> None:
     assert "samples_000006.png" in samples
     if "latent2" in config:
         assert {"manifold_000006.png", "latents_000006.png"} <= set(samples)
+    if config.split("_")[0] in ("nice", "realnvp", "glow"):  # the loss terms apart, pictures
+        assert {"interpolations_000006.png", "samples_cold_000006.png"} <= set(samples)
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            for line in f:
+                assert {"nll_bpd", "log_prior", "log_det"} <= set(json.loads(line)), line
 
 
 def test_rerun_resumes_and_eval_sample_modes_use_latest(tmp_path, capsys):

@@ -99,6 +99,19 @@ def test_whole_smoke_model_inverts(flow):
     chex.assert_trees_all_close(back.reshape(x.shape), x, atol=1e-4)
 
 
+def test_temperature_scales_every_latent_including_the_learned_prior_ones():
+    net = make_net("glow", (8, 8, 1))
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
+    variables = perturbed(net.init(jax.random.key(1), x, method=net.encode), jax.random.key(2),
+                          0.05)
+    eps, _, _ = net.apply(variables, x, method=net.encode)
+    decode = lambda e, t: net.apply(variables, e, t, method=net.decode)
+    chex.assert_trees_all_close(decode(eps, 0.5), decode([0.5 * e for e in eps], 1.0), atol=1e-5)
+    assert not np.allclose(decode(eps, 0.5), decode(eps, 1.0), atol=1e-3)
+    # at temperature 0 every level takes its prior's mean: the latents no longer matter
+    chex.assert_trees_all_close(decode(eps, 0.0), decode([-e for e in eps], 0.0), atol=1e-6)
+
+
 @pytest.mark.parametrize("flow", flow_models.FLOWS)
 def test_whole_model_logdet_matches_jacobian(flow):
     """log p(z) + log-det = log N(eps) + log|det d eps/dx|, with the learned split prior too."""
@@ -115,13 +128,27 @@ def test_whole_model_logdet_matches_jacobian(flow):
                                 atol=1e-3)
 
 
-@pytest.mark.parametrize("flow", ["nice", "realnvp"])
+def glow_identity(params: dict) -> dict:
+    """Glow's smoke params set to the identity up to a channel permutation, which leaves a
+    standard normal unchanged: actnorm 0, LU weight = its permutation, couplings' shift 0 and
+    sigmoid scale saturated at 1 (sigmoid(40 + 2) is 1 in float32)."""
+    def one(path, leaf):
+        name = jax.tree_util.keystr(path)
+        if name.endswith("['bias']") and "Conv_2" in name:
+            return leaf.at[leaf.shape[0] // 2:].set(40.0)
+        return leaf if "priors" in name or "Conv_" in name else jnp.zeros_like(leaf)
+    return jax.tree_util.tree_map_with_path(one, params)
+
+
+@pytest.mark.parametrize("flow", ["nice", "realnvp", "glow"])
 def test_identity_flow_gives_base_bits_per_dim_under_preprocessing(flow):
     c = config_lib.load(os.path.join(ROOT, "configs", f"{flow}_mnist.py:smoke"))
     c.model.actnorm = False  # zero-initialised couplings and scaling: the identity at init
     family = flow_models.make_family(c, base.DataSpec((4, 4, 1), 10))
     images = jax.random.randint(jax.random.key(0), (3, 4, 4, 1), 0, 256).astype(jnp.uint8)
     state = family.init(jax.random.key(1), {"image": images})
+    if flow == "glow":
+        state = state.replace(params=glow_identity(state.params))
     got = family.eval_step(state, {"image": images}, jax.random.key(2))["nll_bpd"]
     y = np.asarray(to_model_space(images, "dequantize", jax.random.key(2)), np.float64)
     if flow == "realnvp":
@@ -129,7 +156,7 @@ def test_identity_flow_gives_base_bits_per_dim_under_preprocessing(flow):
         p = a + (1 - 2 * a) * y
         z, log_jac = np.log(p / (1 - p)), np.log((1 - 2 * a) / (p * (1 - p)))
     else:
-        z, log_jac = y, np.zeros_like(y)
+        z, log_jac = y - (0.5 if flow == "glow" else 0.0), np.zeros_like(y)
     log_py = (-0.5 * z ** 2 - 0.5 * np.log(2 * np.pi) + log_jac).reshape(3, -1).sum(-1)
     expected = (-log_py + 16 * np.log(256)) / (16 * np.log(2))
     chex.assert_trees_all_close(got, expected.astype(np.float32), atol=1e-4)
