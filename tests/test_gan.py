@@ -178,6 +178,24 @@ def test_minibatch_stddev_is_the_group_spread_and_couples_only_its_group():
         assert not np.allclose(moved[4:5], score(images)[4:5]), arch  # its group-mates see it
 
 
+def test_batch_normed_critic_normalizes_all_but_its_first_layer_over_the_batch():
+    images = jnp.tanh(jax.random.normal(jax.random.key(1), (8, 16, 16, 1)))
+    labels = jnp.zeros(8, jnp.int32)
+    for arch in ("mlp", "dcgan"):
+        scores = {}
+        for norm in (False, True):
+            d = Critic(arch, 8, 2, batchnorm=norm)
+            params = d.init(jax.random.key(2), images, labels)
+            norms = [k for k in params["params"] if k.startswith("BatchNorm")]
+            assert len(norms) == int(norm), (arch, norm)
+            score = lambda v: d.apply(params, v, labels)
+            scores[norm] = score(images), score(images.at[5].set(-images[5]))
+        before, after = scores[False]
+        np.testing.assert_array_equal(np.delete(after, 5), np.delete(before, 5))
+        before, after = scores[True]  # one changed image moves every score through the stats
+        assert not np.any(np.isclose(np.delete(after, 5), np.delete(before, 5))), arch
+
+
 def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     z, labels = jnp.ones((2, 8)), jnp.zeros(2, jnp.int32)
     for up in ("subpixel", "transposed"):
@@ -195,6 +213,9 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     ({"data.space": "unit"}, "data.space=symmetric"),
     ({"model.d_mbstd": 4, "model.penalty": "gp"}, "model.d_mbstd=0 or model.penalty=none"),
     ({"model.d_mbstd": 3}, r"model.d_mbstd \(3\) must divide the per-update batch \(16\)"),
+    ({"model.d_batchnorm": True, "model.penalty": "r1"},
+     "model.d_batchnorm=False or model.penalty=none"),
+    ({"model.d_batchnorm": True, "model.arch": "resnet"}, "the resnet critic"),
 ])
 def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
     c = config_lib.gan_config("mnist", "smoke")

@@ -36,10 +36,14 @@ def check_config(config, spec: base.DataSpec) -> None:
     if m.n_critic < 1 or config.train.batch_size % m.n_critic:
         raise UserError(f"train.batch_size ({config.train.batch_size}) must be a multiple of "
                         f"model.n_critic ({m.n_critic}): each critic update takes its own slice")
-    if m.d_mbstd and m.penalty != "none":
-        raise UserError("model.d_mbstd makes each critic score depend on its whole group, which "
-                        "breaks the per-sample gradients of a penalty: set model.d_mbstd=0 or "
-                        "model.penalty=none")
+    if m.d_batchnorm and m.arch == "resnet":
+        raise UserError("model.d_batchnorm is for the mlp and dcgan critics; the resnet critic "
+                        "(WGAN-GP) has no normalization: set model.d_batchnorm=False")
+    for on, off in ((m.d_mbstd, "model.d_mbstd=0"), (m.d_batchnorm, "model.d_batchnorm=False")):
+        if on and m.penalty != "none":
+            raise UserError(f"{off.split('=')[0]} makes each critic score depend on the rest of "
+                            f"its batch, which breaks the per-sample gradients of a penalty: set "
+                            f"{off} or model.penalty=none")
     if m.d_mbstd and (config.train.batch_size // m.n_critic) % m.d_mbstd:
         raise UserError(f"model.d_mbstd ({m.d_mbstd}) must divide the per-update batch "
                         f"({config.train.batch_size // m.n_critic})")
@@ -56,7 +60,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
     classes = spec.num_classes if m.conditional else 0
     gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes, m.upsample)
-    critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout, m.d_mbstd)
+    critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout, m.d_mbstd,
+                    m.d_batchnorm)
     opt_g, opt_d = base.make_optimizer(config.optim), base.make_optimizer(config.optim_d)
     ema_decay = config.optim.ema_decay
 

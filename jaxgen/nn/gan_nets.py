@@ -3,17 +3,18 @@
 mlp:    fully connected, as in Goodfellow et al. 2014; G's hidden layers have batch norm and
         LeakyReLU(0.2), which keeps an MLP generator from collapsing onto a few digits.
 dcgan:  Radford et al. 2016: G projects z to a small map, then stride-2 transposed convs with
-        batch norm and ReLU; D is stride-2 convs with LeakyReLU(0.2), no batch norm.
+        batch norm and ReLU; D is stride-2 convs with LeakyReLU(0.2), with the paper's batch
+        norm after all but the first only if asked (batchnorm=True).
 resnet: Gulrajani et al. 2017 (WGAN-GP, CIFAR-10): residual blocks, nearest upsampling in G,
         mean-pool downsampling in D, a global sum pool before D's head.
 
 The number of 2x stages is fixed by the image side: halve it while it stays even and >= 8
 (28 -> 14 -> 7: two stages; 32 -> 16 -> 8 -> 4: three). A conditional G concatenates a label
 embedding to z; a conditional D adds the projection <embed(y), features> (Miyato & Koyama 2018).
-Critics keep no batch statistics, so each output depends only on its own input, which the
-gradient penalties rely on; the one exception is the optional minibatch standard deviation
-(Karras et al. 2018), a feature that lets D see how varied a group of samples is, which is why
-it cannot be combined with a penalty.
+By default critics keep no batch statistics, so each output depends only on its own input,
+which the gradient penalties rely on. Two options break that and so exclude a penalty: batch norm
+(mlp and dcgan critics) and the minibatch standard deviation (Karras et al. 2018), a feature that
+lets D see how varied a group of samples is.
 """
 from collections.abc import Sequence
 
@@ -165,21 +166,24 @@ class Critic(nn.Module):
     num_classes: int = 0
     dropout: float = 0.0  # after each hidden layer of mlp and dcgan critics, in training
     mbstd: int = 0  # group size of a minibatch-stddev feature into the last hidden layer; 0: none
+    batchnorm: bool = False  # after every hidden layer but the first (mlp, dcgan)
 
     @nn.compact
     def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
         drop = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)
         last = lambda i, n, x: minibatch_stddev(x, self.mbstd) if self.mbstd and i == n - 1 else x
+        norm = lambda i, x: BatchNorm()(x) if self.batchnorm and i > 0 else x
         if self.arch == "mlp":
             x = x.reshape(x.shape[0], -1)
             for i in range(self.depth):
-                x = drop(nn.leaky_relu(nn.Dense(self.width // 2**i)(last(i, self.depth, x)), 0.2))
+                x = nn.Dense(self.width // 2**i)(last(i, self.depth, x))
+                x = drop(nn.leaky_relu(norm(i, x), 0.2))
             features = x
         elif self.arch == "dcgan":
             n = num_stages(x.shape[1])
             for i in range(n):
                 x = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(last(i, n, x))
-                x = drop(nn.leaky_relu(x, 0.2))
+                x = drop(nn.leaky_relu(norm(i, x), 0.2))
             features = x.reshape(x.shape[0], -1)
         else:
             downs = max(num_stages(x.shape[1]) - 1, 1)
