@@ -223,6 +223,24 @@ def test_guidance_scale_zero_is_the_unconditional_model_and_one_the_conditional(
                                 atol=1e-4)
 
 
+def test_label_dropout_trains_the_no_label_embedding_beside_the_class_ones():
+    c = config_lib.load(os.path.join(ROOT, "configs", "ddpm_mnist.py:cond+smoke"))
+    c.model.label_dropout = 0.5
+    family = dm.make_family(c, base.DataSpec((28, 28, 1), 10))
+    batch = {"image": jnp.zeros((8, 28, 28, 1), jnp.uint8), "label": jnp.full(8, 3, jnp.int32)}
+    state = family.init(jax.random.key(0), batch)
+    leaves, tree = jax.tree.flatten(state.params)  # no zero-initialised layer blocks gradients
+    noise = np.random.default_rng(0)
+    state = state.replace(params=jax.tree.unflatten(tree, [
+        p + 0.1 * noise.standard_normal(p.shape).astype(p.dtype) for p in leaves]))
+    state, _ = jax.jit(family.train_step)(state, batch, jax.random.key(1))
+    # Adam's first moment of the label embedding: non-zero on the rows that had a gradient
+    mu = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]
+          if "Embed" in jax.tree_util.keystr(path) and ".mu" in jax.tree_util.keystr(path)]
+    assert len(mu) == 1 and mu[0].shape[0] == 11
+    assert set(np.flatnonzero(np.abs(np.asarray(mu[0])).sum(-1))) == {3, 10}  # class 3, no label
+
+
 @pytest.mark.parametrize("mean,log_std", [(0.0, -5.0), (0.3, -1.0), (-0.9, 0.5), (0.1, -9.0)])
 def test_discretized_gaussian_sums_to_one_and_matches_cdf(mean, log_std):
     x = jnp.linspace(-1.0, 1.0, 256)
