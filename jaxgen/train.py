@@ -165,9 +165,12 @@ class Experiment:
     def _log_train(self, writer, step: int, window: list, rate: float) -> None:
         """Means of the metrics since the last log; `rate` in steps/s, compile time excluded."""
         window = jax.device_get(window)
-        means = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+        skipped = int(sum(m.get("skipped", 0.0) for m in window))  # families that skip
+        applied = [m for m in window if not m.get("skipped", 0.0)] or window  # skips log zeros
+        means = {k: float(np.mean([m[k] for m in applied])) for k in window[0] if k != "skipped"}
+        if "skipped" in window[0]:
+            means["skipped"] = skipped / len(window)
         self._check_finite(means, step)
-        skipped = int(round(means.get("skipped", 0.0) * len(window)))  # families that skip
         if skipped == len(window):
             self._check_finite({"values in every step since the last log": float("nan")}, step)
         if skipped:

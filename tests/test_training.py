@@ -93,6 +93,21 @@ def test_train_step_traces_once(tmp_path, monkeypatch):
         exp.close()
 
 
+def test_logged_means_leave_out_skipped_steps_and_count_them(tmp_path, capsys):
+    written = []
+    writer = type("Writer", (), {"write": lambda self, *args: written.append(args)})()
+    exp = train.Experiment(_config(), str(tmp_path))
+    try:  # a skipped step reports zeros; the mean is over the two applied steps
+        window = [{"loss": 2.0, "skipped": 0.0}, {"loss": 0.0, "skipped": 1.0},
+                  {"loss": 4.0, "skipped": 0.0}]
+        exp._log_train(writer, 3, window, rate=1.0)
+    finally:
+        exp.close()
+    (step, split, means), = written
+    assert (step, split, means["loss"], means["skipped"]) == (3, "train", 3.0, 1 / 3)
+    assert "1 of the last 3 steps had non-finite values" in capsys.readouterr().out
+
+
 def _train_lines(workdir):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         lines = [json.loads(l) for l in f if '"train"' in l]
