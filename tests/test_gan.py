@@ -13,7 +13,8 @@ from jaxgen import config as config_lib, losses, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
 from jaxgen.models import base, gan
-from jaxgen.nn.gan_nets import Critic, Generator, minibatch_stddev, num_stages
+from jaxgen.nn.gan_nets import (ARCHS, Critic, Generator, minibatch_stddev, num_stages,
+                                spectral_norm)
 
 from test_cli import cfg
 
@@ -194,6 +195,37 @@ def test_batch_normed_critic_normalizes_all_but_its_first_layer_over_the_batch()
         np.testing.assert_array_equal(np.delete(after, 5), np.delete(before, 5))
         before, after = scores[True]  # one changed image moves every score through the stats
         assert not np.any(np.isclose(np.delete(after, 5), np.delete(before, 5))), arch
+
+
+def test_spectral_norm_is_the_top_singular_value_and_has_its_gradient():
+    top = lambda w: jnp.linalg.svd(w.reshape(-1, w.shape[-1]), compute_uv=False)[0]
+    for shape in ((4, 4, 6, 10), (3, 40)):  # a conv kernel; a wide embedding (Gram of the rows)
+        w = jax.random.normal(jax.random.key(0), shape)
+        np.testing.assert_allclose(spectral_norm(w), top(w), rtol=1e-5)
+        np.testing.assert_allclose(jax.grad(spectral_norm)(w), jax.grad(top)(w), atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_spectrally_normed_critic_ignores_the_scale_of_every_weight(arch):
+    images = jnp.tanh(jax.random.normal(jax.random.key(1), (4, 16, 16, 1)))
+    labels = jnp.arange(4) % 3
+    for normed in (False, True):
+        d = Critic(arch, 8, 2, num_classes=3, spectral_norm=normed)
+        params = d.init(jax.random.key(2), images, labels)
+        scaled = jax.tree_util.tree_map_with_path(  # kernels and the projection embedding
+            lambda path, p: 5 * p if path[-1].key in ("kernel", "embedding") else p, params)
+        same = np.allclose(d.apply(scaled, images, labels), d.apply(params, images, labels),
+                           rtol=1e-4, atol=1e-5)
+        assert same == normed, (arch, normed)
+
+
+def test_a_spectrally_normed_mlp_critic_is_1_lipschitz():
+    x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1))
+    for normed in (False, True):
+        d = Critic("mlp", 64, 3, spectral_norm=normed)
+        params = jax.tree.map(lambda p: 3 * p, d.init(jax.random.key(2), x, jnp.zeros(16, int)))
+        norms = per_example_grad_norms(lambda v: d.apply(params, v, jnp.zeros(len(v), int)), x)
+        assert (np.max(norms) <= 1 + 1e-5) == normed, (normed, np.max(norms))
 
 
 def test_subpixel_and_transposed_upsampling_give_the_same_shapes():

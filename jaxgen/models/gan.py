@@ -61,7 +61,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     classes = spec.num_classes if m.conditional else 0
     gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes, m.upsample)
     critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout, m.d_mbstd,
-                    m.d_batchnorm)
+                    m.d_batchnorm, m.d_spectral_norm)
     opt_g, opt_d = base.make_optimizer(config.optim), base.make_optimizer(config.optim_d)
     ema_decay = config.optim.ema_decay
 

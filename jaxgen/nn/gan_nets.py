@@ -14,7 +14,10 @@ embedding to z; a conditional D adds the projection <embed(y), features> (Miyato
 By default critics keep no batch statistics, so each output depends only on its own input,
 which the gradient penalties rely on. Two options break that and so exclude a penalty: batch norm
 (mlp and dcgan critics) and the minibatch standard deviation (Karras et al. 2018), a feature that
-lets D see how varied a group of samples is.
+lets D see how varied a group of samples is. Spectral normalisation (Miyato et al. 2018) divides
+every weight matrix of the critic (a conv kernel as [k*k*in, out]) by its largest singular value:
+dense layers become 1-Lipschitz, convs roughly so, as in the paper. It keeps outputs per sample,
+so it goes with any loss or penalty.
 """
 from collections.abc import Sequence
 
@@ -63,6 +66,44 @@ class BatchNorm(nn.Module):
         return (x - mean) * jax.lax.rsqrt(var + 1e-5) * scale + bias
 
 
+def spectral_norm(w: Array) -> Array:
+    """The largest singular value of a kernel [..., out] (as a matrix [-1, out]) or embedding,
+    computed exactly, without the power-iteration state of Miyato et al.: the top eigenvector of
+    the smaller Gram matrix (at most out x out, 128 x 128 here) is held constant and sigma =
+    |W v|, whose gradient is then sigma's own, u v^T."""
+    m = w.reshape(-1, w.shape[-1])
+    if m.shape[0] < m.shape[1]:
+        m = m.T
+    _, vectors = jnp.linalg.eigh(jax.lax.stop_gradient(m.T @ m))
+    return jnp.linalg.norm(m @ vectors[:, -1])
+
+
+class SpectralNormed:
+    """Mixin for a flax layer: its kernel or embedding is used divided by its spectral norm (the
+    stored parameter stays unnormalised)."""
+
+    def param(self, name: str, *args, **kwargs):
+        value = super().param(name, *args, **kwargs)
+        return value / spectral_norm(value) if name in ("kernel", "embedding") else value
+
+
+class SNConv(SpectralNormed, nn.Conv):
+    pass
+
+
+class SNDense(SpectralNormed, nn.Dense):
+    pass
+
+
+class SNEmbed(SpectralNormed, nn.Embed):
+    pass
+
+
+def critic_layers(normed: bool) -> tuple[type, type, type]:
+    """The (Conv, Dense, Embed) classes of a critic, spectrally normalised or not."""
+    return (SNConv, SNDense, SNEmbed) if normed else (nn.Conv, nn.Dense, nn.Embed)
+
+
 def _mean_pool(x: Array) -> Array:
     return nn.avg_pool(x, (2, 2), strides=(2, 2))
 
@@ -99,17 +140,19 @@ class DResBlock(nn.Module):
     width: int
     down: bool
     first: bool = False
+    spectral_norm: bool = False
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
+        conv = critic_layers(self.spectral_norm)[0]
         h = x if self.first else nn.relu(x)
-        h = nn.Conv(self.width, (3, 3))(h)
-        h = nn.Conv(self.width, (3, 3))(nn.relu(h))
+        h = conv(self.width, (3, 3))(h)
+        h = conv(self.width, (3, 3))(nn.relu(h))
         shortcut = x
         if self.down:
             h, shortcut = _mean_pool(h), _mean_pool(shortcut)
         if self.down or x.shape[-1] != self.width:
-            shortcut = nn.Conv(self.width, (1, 1))(shortcut)
+            shortcut = conv(self.width, (1, 1))(shortcut)
         return h + shortcut
 
 
@@ -167,30 +210,33 @@ class Critic(nn.Module):
     dropout: float = 0.0  # after each hidden layer of mlp and dcgan critics, in training
     mbstd: int = 0  # group size of a minibatch-stddev feature into the last hidden layer; 0: none
     batchnorm: bool = False  # after every hidden layer but the first (mlp, dcgan)
+    spectral_norm: bool = False  # of every weight, the projection embedding included
 
     @nn.compact
     def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
+        conv, dense, embed = critic_layers(self.spectral_norm)
         drop = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)
         last = lambda i, n, x: minibatch_stddev(x, self.mbstd) if self.mbstd and i == n - 1 else x
         norm = lambda i, x: BatchNorm()(x) if self.batchnorm and i > 0 else x
         if self.arch == "mlp":
             x = x.reshape(x.shape[0], -1)
             for i in range(self.depth):
-                x = nn.Dense(self.width // 2**i)(last(i, self.depth, x))
+                x = dense(self.width // 2**i)(last(i, self.depth, x))
                 x = drop(nn.leaky_relu(norm(i, x), 0.2))
             features = x
         elif self.arch == "dcgan":
             n = num_stages(x.shape[1])
             for i in range(n):
-                x = nn.Conv(self.width * 2**i, (4, 4), strides=(2, 2))(last(i, n, x))
+                x = conv(self.width * 2**i, (4, 4), strides=(2, 2))(last(i, n, x))
                 x = drop(nn.leaky_relu(norm(i, x), 0.2))
             features = x.reshape(x.shape[0], -1)
         else:
             downs = max(num_stages(x.shape[1]) - 1, 1)
             for i in range(downs + 2):
-                x = DResBlock(self.width, down=i < downs, first=i == 0)(last(i, downs + 2, x))
+                x = DResBlock(self.width, i < downs, i == 0, self.spectral_norm)(
+                    last(i, downs + 2, x))
             features = jnp.sum(nn.relu(x), axis=(1, 2))
-        out = nn.Dense(1)(features)[:, 0]
+        out = dense(1)(features)[:, 0]
         if self.num_classes:
-            out += jnp.sum(nn.Embed(self.num_classes, features.shape[-1])(labels) * features, -1)
+            out += jnp.sum(embed(self.num_classes, features.shape[-1])(labels) * features, -1)
         return out
