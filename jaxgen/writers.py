@@ -41,11 +41,21 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def format_progress(step: int, total: int, metrics: dict[str, float], steps_per_s: float,
                     batch_size: int) -> str:
-    """'step 200/1000 | loss 101.3 | ... | 40.1 steps/s | 5133 img/s | ETA 0:00:19'."""
+    """'step 200/1000 | loss 101.3 | ... | 40.1 steps/s | 5133 img/s | ETA 00:00:19'."""
     eta = (total - step) / steps_per_s if steps_per_s > 0 else math.inf
-    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-    return (f"step {step}/{total} | {format_metrics(metrics)} | {steps_per_s:.1f} steps/s | "
-            f"{steps_per_s * batch_size:.0f} img/s | ETA {eta_text}")
+    rate = f"{steps_per_s:.1f}" if steps_per_s >= 1 else f"{steps_per_s:.2g}"
+    return (f"step {step}/{total} | {format_metrics(metrics)} | {rate} steps/s | "
+            f"{steps_per_s * batch_size:.0f} img/s | ETA {format_duration(eta)}")
+
+
+def format_duration(seconds: float) -> str:
+    """'00:00:19', '2d 03:10:00' (days once there are any), '?' when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    days, h = divmod(hours, 24)
+    return (f"{days}d " if days else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
 def format_number(v: float) -> str:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib, models, train
+from jaxgen import config as config_lib, models, train, writers
 from jaxgen.main import main
 from jaxgen.models import base
 
@@ -106,6 +106,14 @@ def test_logged_means_leave_out_skipped_steps_and_count_them(tmp_path, capsys):
     (step, split, means), = written
     assert (step, split, means["loss"], means["skipped"]) == (3, "train", 3.0, 1 / 3)
     assert "1 of the last 3 steps had non-finite values" in capsys.readouterr().out
+
+
+def test_progress_line_gives_slow_rates_and_long_etas_in_full():
+    line = writers.format_progress(10, 100_000, {"loss": 1.0}, 1 / 46, 320)
+    assert line.endswith("| 0.022 steps/s | 7 img/s | ETA 53d 05:39:00")  # 99,990 steps x 46 s
+    assert writers.format_progress(200, 1000, {}, 40.0, 1).endswith("40.0 steps/s | 40 img/s | "
+                                                                    "ETA 00:00:20")
+    assert writers.format_progress(0, 10, {}, 0.0, 1).endswith("ETA ?")
 
 
 def _train_lines(workdir):
