@@ -190,8 +190,9 @@ def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict, **mode
 def gan_config(dataset: str, variant: str | None, variants: dict | None = None, *,
                steps: int = 20_000, batch: int = 64, edit=None, **model) -> ConfigDict:
     """What every GAN config shares: a DCGAN-style default (nonsaturating loss, Adam 2e-4 with
-    b1 0.5 for both players, an EMA generator, subpixel upsampling for CPU speed; the variant
-    'transposed' gives the paper's transposed convs). `model` overrides the architecture and the
+    b1 0.5 for both players, an EMA generator, subpixel upsampling for CPU speed). Variants for
+    every GAN: 'transposed' (the DCGAN paper's transposed convs), 'info' (InfoGAN: a 10-way code
+    in G, guessed by a head of D). `model` overrides the architecture and the
     game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
     config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
     'smoke' gives tiny nets and at most 2 critic updates per step."""
@@ -202,7 +203,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
         clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
         d_dropout=0.0, d_mbstd=0, d_batchnorm=False, d_spectral_norm=False, upsample="subpixel",
-        conditional=False))
+        conditional=False, info_codes=0, info_weight=1.0))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())
@@ -213,7 +214,8 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     if edit is not None:
         edit(c)
     pick_variant(c, variant, dict(variants or {},
-                                  transposed=lambda c: c.model.update(upsample="transposed")))
+                                  transposed=lambda c: c.model.update(upsample="transposed"),
+                                  info=lambda c: c.model.update(info_codes=10)))
     if "smoke" in (variant or "").split("+"):  # at most 2 critic updates: each is compiled
         c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8,
                        n_critic=min(c.model.n_critic, 2))

@@ -126,6 +126,28 @@ def test_discriminator_loss_falls_against_a_fixed_generator():
     assert np.mean(d_losses[-5:]) < 0.5 * np.mean(d_losses[:5])
 
 
+def test_infogan_codes_become_readable_from_the_images_only_through_the_info_term():
+    """Q's cross-entropy starts at log K; the info term drives it down by shaping G and Q
+    together. Without it, G has no reason to show its code, and Q cannot guess it."""
+    k, final = 4, {}
+    for weight in (0.0, 1.0):
+        c = config_lib.gan_config("mnist", "smoke", arch="mlp", info_codes=k, info_weight=weight)
+        c.optim.learning_rate = c.optim_d.learning_rate = 2e-3
+        fam = gan.make_family(c, MNIST)
+        batch = fake_batch(MNIST, 16)
+        state = jax.jit(fam.init)(jax.random.key(0), batch)
+        step = jax.jit(fam.train_step)
+        ce = []
+        for i in range(60):
+            state, metrics = step(state, batch, jax.random.key(i))
+            ce.append(float(metrics["info_ce"]))
+        assert abs(np.mean(ce[:3]) - math.log(k)) < 0.2, weight
+        final[weight] = np.mean(ce[-10:])
+    assert final[1.0] < 0.7 * math.log(k) and final[0.0] > 0.9 * math.log(k), final
+    images = fam.pictures(state, batch, jax.random.key(0))["codes"]  # a row per code, 10 z's
+    assert images.shape[:2] == (k * 29 + 1, 10 * 29 + 1)
+
+
 def test_a_step_with_non_finite_values_is_skipped_not_applied():
     _, fam, state, batch = family_and_state()
     g = state.params["g"]
@@ -248,6 +270,8 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     ({"model.d_batchnorm": True, "model.penalty": "r1"},
      "model.d_batchnorm=False or model.penalty=none"),
     ({"model.d_batchnorm": True, "model.arch": "resnet"}, "the resnet critic"),
+    ({"model.info_codes": 1}, "0 \\(none\\) or at least 2"),
+    ({"model.info_codes": 10, "model.conditional": True}, "model.info_codes=0 or"),
 ])
 def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
     c = config_lib.gan_config("mnist", "smoke")

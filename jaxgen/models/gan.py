@@ -9,6 +9,11 @@ skipped (the state is kept) and counted in the metric `skipped`.
 
 Images live in [-1, 1] (data.space symmetric); D's outputs are logits (minimax, nonsaturating)
 or critic scores (wasserstein, hinge).
+
+InfoGAN (model.info_codes = K > 0, Chen et al. 2016): G also takes a code c drawn uniformly from
+K values, D's head Q guesses c from G(z, c), and both players add info_weight x the
+cross-entropy of that guess (a lower bound on the mutual information of c and the image, up to
+the constant log K) to their losses. Unsupervised: the data's labels are never read.
 """
 import flax
 import jax
@@ -47,6 +52,12 @@ def check_config(config, spec: base.DataSpec) -> None:
     if m.d_mbstd and (config.train.batch_size // m.n_critic) % m.d_mbstd:
         raise UserError(f"model.d_mbstd ({m.d_mbstd}) must divide the per-update batch "
                         f"({config.train.batch_size // m.n_critic})")
+    if m.info_codes < 0 or m.info_codes == 1:
+        raise UserError(f"model.info_codes is the number of values of InfoGAN's code: 0 (none) "
+                        f"or at least 2, not {m.info_codes}")
+    if m.info_codes and m.conditional:
+        raise UserError("model.info_codes and model.conditional both feed G's label input: set "
+                        "model.info_codes=0 or model.conditional=False")
     if m.conditional and spec.num_classes < 2:
         raise UserError(f"model.conditional needs a labelled dataset; {config.data.name!r} has "
                         f"{spec.num_classes} classes")
@@ -59,16 +70,28 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     check_config(config, spec)
     m = config.model
     classes = spec.num_classes if m.conditional else 0
-    gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes, m.upsample)
+    codes = m.info_codes
+    gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes or codes,
+                    m.upsample)
     critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout, m.d_mbstd,
-                    m.d_batchnorm, m.d_spectral_norm)
+                    m.d_batchnorm, m.d_spectral_norm, codes)
     opt_g, opt_d = base.make_optimizer(config.optim), base.make_optimizer(config.optim_d)
     ema_decay = config.optim.ema_decay
 
     def latents(rng: Array, n: int) -> tuple[Array, Array]:
+        """z [n, latent_dim] and G's labels [n]: classes, InfoGAN codes, or ignored."""
         z_rng, y_rng = jax.random.split(rng)
-        labels = jax.random.randint(y_rng, (n,), 0, max(spec.num_classes, 1))
+        labels = jax.random.randint(y_rng, (n,), 0, max(codes or spec.num_classes, 1))
         return jax.random.normal(z_rng, (n, m.latent_dim)), labels
+
+    def fake_scores(d, fake, labels, rng):
+        """D's scores of G's images [b] and, with InfoGAN codes, the cross-entropy of Q's guess
+        of the codes `labels` that made them (0 without)."""
+        out = critic.apply(d, fake, labels, True, bool(codes), rngs={"dropout": rng})
+        if not codes:
+            return out, jnp.zeros(())
+        score, logits = out
+        return score, optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     def init(rng: Array, batch: base.Batch) -> base.TrainState:
         g_rng, d_rng = jax.random.split(rng)
@@ -88,7 +111,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
         def loss_fn(d):
             score = lambda x, y: critic.apply(d, x, y, True, rngs={"dropout": drop_rng})
-            d_real, d_fake = score(real, real_labels), score(fake, labels)
+            d_real = score(real, real_labels)
+            d_fake, info = fake_scores(d, fake, labels, drop_rng)
             loss = losses.gan_d_loss(d_real, d_fake, m.loss)
             if m.penalty == "gp":  # x_hat mixes classes when conditional: the real ones label it
                 penalty = losses.gradient_penalty(lambda x: score(x, real_labels), real, fake,
@@ -97,15 +121,19 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
                 penalty = losses.r1_penalty(lambda x: score(x, real_labels), real)
             else:
                 penalty = jnp.zeros(())
-            return loss + m.penalty_weight * penalty, (loss, penalty, d_real, d_fake)
+            total = loss + m.penalty_weight * penalty + m.info_weight * info
+            return total, (loss, penalty, info, d_real, d_fake)
 
-        grads, (loss, penalty, d_real, d_fake) = jax.grad(loss_fn, has_aux=True)(d_params)
+        grads, (loss, penalty, info, d_real, d_fake) = jax.grad(loss_fn, has_aux=True)(d_params)
         updates, d_opt = opt_d.update(grads, d_opt, d_params)
         d_params = optax.apply_updates(d_params, updates)
         if m.clip:  # WGAN: a crude Lipschitz bound on the critic
             d_params = jax.tree.map(lambda w: jnp.clip(w, -m.clip, m.clip), d_params)
-        return d_params, d_opt, {"d_loss": loss, "penalty": penalty, "d_real": jnp.mean(d_real),
-                                 "d_fake": jnp.mean(d_fake), "d_grad_norm": optax.tree.norm(grads)}
+        metrics = {"d_loss": loss, "penalty": penalty, "d_real": jnp.mean(d_real),
+                   "d_fake": jnp.mean(d_fake), "d_grad_norm": optax.tree.norm(grads)}
+        if codes:
+            metrics["info_ce"] = info
+        return d_params, d_opt, metrics
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
         d_rng, g_rng, drop_rng = jax.random.split(rng, 3)
@@ -125,11 +153,11 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         z, labels = latents(g_rng, b)
 
         def g_loss_fn(g):
-            fake = gen.apply(g, z, labels)
-            return losses.gan_g_loss(
-                critic.apply(d_params, fake, labels, True, rngs={"dropout": drop_rng}), m.loss)
+            score, info = fake_scores(d_params, gen.apply(g, z, labels), labels, drop_rng)
+            loss = losses.gan_g_loss(score, m.loss)
+            return loss + m.info_weight * info, loss
 
-        g_loss, g_grads = jax.value_and_grad(g_loss_fn)(state.params["g"])
+        (_, g_loss), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(state.params["g"])
         updates, g_opt = opt_g.update(g_grads, state.opt_state["g"], state.params["g"])
         g_params = optax.apply_updates(state.params["g"], updates)
         ema = None if state.ema_params is None else {
@@ -158,17 +186,26 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return {"d_real": critic.apply(d, x, batch["label"]), "d_fake": critic.apply(d, fake, labels)}
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
-        z = jax.random.normal(rng, (labels.shape[0], m.latent_dim))
+        if codes:  # the family is unconditional: the codes are latents like z
+            z, labels = latents(rng, labels.shape[0])
+        else:
+            z = jax.random.normal(rng, (labels.shape[0], m.latent_dim))
         return generate(base.eval_params(state), z, labels)
 
     _generate = jax.jit(generate)
 
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
-        """Latent interpolations: 8 rows of 10, one class per row when conditional."""
+        """Latent interpolations: 8 rows of 10, one class (or InfoGAN code) per row when G takes
+        one. With codes, also 'codes': row k is code k, column j the same z in every row."""
+        params = base.eval_params(state)
+        show = lambda z, labels: viz.grid(np.asarray(_generate(
+            params, jnp.asarray(z), jnp.asarray(labels.astype(np.int32)))), ncol=10)
         ends = np.asarray(jax.random.normal(rng, (2, 8, m.latent_dim)))
-        z = viz.interpolate(ends[0], ends[1], steps=10)
-        labels = np.repeat(np.arange(8) % max(spec.num_classes, 1), 10).astype(np.int32)
-        images = _generate(base.eval_params(state), jnp.asarray(z), jnp.asarray(labels))
-        return {"interpolations": viz.grid(np.asarray(images), ncol=10)}
+        out = {"interpolations": show(viz.interpolate(ends[0], ends[1], steps=10),
+                                      np.repeat(np.arange(8) % max(codes or classes, 1), 10))}
+        if codes:
+            z = np.asarray(jax.random.normal(jax.random.fold_in(rng, 1), (10, m.latent_dim)))
+            out["codes"] = show(np.tile(z, (codes, 1)), np.repeat(np.arange(codes), 10))
+        return out
 
     return base.Family(init, train_step, eval_step, sample, pictures, conditional=m.conditional)

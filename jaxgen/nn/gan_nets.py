@@ -11,6 +11,8 @@ resnet: Gulrajani et al. 2017 (WGAN-GP, CIFAR-10): residual blocks, nearest upsa
 The number of 2x stages is fixed by the image side: halve it while it stays even and >= 8
 (28 -> 14 -> 7: two stages; 32 -> 16 -> 8 -> 4: three). A conditional G concatenates a label
 embedding to z; a conditional D adds the projection <embed(y), features> (Miyato & Koyama 2018).
+An InfoGAN G (Chen et al. 2016) takes a uniform K-way code the same way, and its D has a second
+head Q (one hidden layer of 128) that guesses that code from the image.
 By default critics keep no batch statistics, so each output depends only on its own input,
 which the gradient penalties rely on. Two options break that and so exclude a penalty: batch norm
 (mlp and dcgan critics) and the minibatch standard deviation (Karras et al. 2018), a feature that
@@ -211,9 +213,12 @@ class Critic(nn.Module):
     mbstd: int = 0  # group size of a minibatch-stddev feature into the last hidden layer; 0: none
     batchnorm: bool = False  # after every hidden layer but the first (mlp, dcgan)
     spectral_norm: bool = False  # of every weight, the projection embedding included
+    info_codes: int = 0  # K > 0: an InfoGAN head Q on D's features guesses a K-way code
 
     @nn.compact
-    def __call__(self, x: Array, labels: Array, train: bool = False) -> Array:
+    def __call__(self, x: Array, labels: Array, train: bool = False,
+                 code_logits: bool = False) -> Array | tuple[Array, Array]:
+        """Scores [B]; with code_logits, also Q's logits [B, K] for the code that made x."""
         conv, dense, embed = critic_layers(self.spectral_norm)
         drop = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)
         last = lambda i, n, x: minibatch_stddev(x, self.mbstd) if self.mbstd and i == n - 1 else x
@@ -239,4 +244,7 @@ class Critic(nn.Module):
         out = dense(1)(features)[:, 0]
         if self.num_classes:
             out += jnp.sum(embed(self.num_classes, features.shape[-1])(labels) * features, -1)
-        return out
+        if not self.info_codes:
+            return out
+        q = nn.Dense(self.info_codes)(nn.leaky_relu(nn.Dense(128)(features), 0.2))
+        return (out, q) if code_logits else out
