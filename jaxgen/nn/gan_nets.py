@@ -172,7 +172,7 @@ class Generator(nn.Module):
         """A learned 2x upsampling: the paper's 4x4 stride-2 transposed conv, or a 3x3 conv to
         4x the channels and a depth-to-space shuffle (Shi et al. 2016). Each output pixel of the
         former reads a 2x2 input window, inside the latter's 3x3 one, so subpixel can express it;
-        its gradient ran ~7x faster on XLA's CPU backend."""
+        its gradient ran 4x faster on XLA's CPU backend (experiments/README.md)."""
         if self.upsample == "transposed":
             return nn.ConvTranspose(features, (4, 4), strides=(2, 2))(x)
         b, h, w, _ = x.shape
