@@ -203,7 +203,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
         clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
         d_dropout=0.0, d_mbstd=0, d_batchnorm=False, d_spectral_norm=False, upsample="subpixel",
-        conditional=False, info_codes=0, info_weight=1.0))
+        conditional=False, info_codes=0, info_weight=0.0))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())
@@ -215,7 +215,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         edit(c)
     pick_variant(c, variant, dict(variants or {},
                                   transposed=lambda c: c.model.update(upsample="transposed"),
-                                  info=lambda c: c.model.update(info_codes=10)))
+                                  info=lambda c: c.model.update(info_codes=10, info_weight=1.0)))
     if "smoke" in (variant or "").split("+"):  # at most 2 critic updates: each is compiled
         c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8,
                        n_critic=min(c.model.n_critic, 2))

@@ -272,6 +272,7 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     ({"model.d_batchnorm": True, "model.arch": "resnet"}, "the resnet critic"),
     ({"model.info_codes": 1}, "0 \\(none\\) or at least 2"),
     ({"model.info_codes": 10, "model.conditional": True}, "model.info_codes=0 or"),
+    ({"model.info_weight": 1.0}, "set model.info_codes"),
 ])
 def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
     c = config_lib.gan_config("mnist", "smoke")

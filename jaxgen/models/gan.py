@@ -11,9 +11,10 @@ Images live in [-1, 1] (data.space symmetric); D's outputs are logits (minimax, 
 or critic scores (wasserstein, hinge).
 
 InfoGAN (model.info_codes = K > 0, Chen et al. 2016): G also takes a code c drawn uniformly from
-K values, D's head Q guesses c from G(z, c), and both players add info_weight x the
-cross-entropy of that guess (a lower bound on the mutual information of c and the image, up to
-the constant log K) to their losses. Unsupervised: the data's labels are never read.
+K values, D's head Q guesses c from G(z, c), and both players add info_weight (1 in the paper, 0
+by default: the code is then an input G may ignore) x the cross-entropy of that guess (a lower
+bound on the mutual information of c and the image, up to the constant log K) to their losses.
+Unsupervised: the data's labels are never read.
 """
 import flax
 import jax
@@ -55,6 +56,9 @@ def check_config(config, spec: base.DataSpec) -> None:
     if m.info_codes < 0 or m.info_codes == 1:
         raise UserError(f"model.info_codes is the number of values of InfoGAN's code: 0 (none) "
                         f"or at least 2, not {m.info_codes}")
+    if m.info_weight and not m.info_codes:
+        raise UserError("model.info_weight weighs InfoGAN's code loss, and there is no code: set "
+                        "model.info_codes (10 in the 'info' variant) or model.info_weight=0")
     if m.info_codes and m.conditional:
         raise UserError("model.info_codes and model.conditional both feed G's label input: set "
                         "model.info_codes=0 or model.conditional=False")
