@@ -109,20 +109,25 @@ def test_weight_clipping_keeps_every_critic_weight_in_range():
     assert any(float(jnp.abs(w).max()) == pytest.approx(c) for w in leaves)  # clipping bit
 
 
+def train_on_one_batch(c, steps: int, metric: str):
+    """Trains config c's family on a fixed fake batch: (family, first state, last state, batch,
+    the metric at each step)."""
+    fam = gan.make_family(c, MNIST)
+    batch = fake_batch(MNIST, 16)
+    first = state = jax.jit(fam.init)(jax.random.key(0), batch)
+    step, values = jax.jit(fam.train_step), []
+    for i in range(steps):
+        state, metrics = step(state, batch, jax.random.key(i))
+        values.append(float(metrics[metric]))
+    return fam, first, state, batch, values
+
+
 def test_discriminator_loss_falls_against_a_fixed_generator():
     c = config_lib.gan_config("mnist", "smoke", arch="mlp")
     c.optim.learning_rate = 0.0  # G frozen
     c.optim_d.learning_rate = 1e-3
-    fam = gan.make_family(c, MNIST)
-    batch = fake_batch(MNIST, 16)
-    state = jax.jit(fam.init)(jax.random.key(0), batch)
-    step = jax.jit(fam.train_step)
-    d_losses = []
-    for i in range(40):
-        g_before = state.params["g"]
-        state, metrics = step(state, batch, jax.random.key(i))
-        d_losses.append(float(metrics["d_loss"]))
-    chex.assert_trees_all_equal(g_before, state.params["g"])
+    _, first, state, _, d_losses = train_on_one_batch(c, 40, "d_loss")
+    chex.assert_trees_all_equal(first.params["g"], state.params["g"])
     assert np.mean(d_losses[-5:]) < 0.5 * np.mean(d_losses[:5])
 
 
@@ -133,14 +138,7 @@ def test_infogan_codes_become_readable_from_the_images_only_through_the_info_ter
     for weight in (0.0, 1.0):
         c = config_lib.gan_config("mnist", "smoke", arch="mlp", info_codes=k, info_weight=weight)
         c.optim.learning_rate = c.optim_d.learning_rate = 2e-3
-        fam = gan.make_family(c, MNIST)
-        batch = fake_batch(MNIST, 16)
-        state = jax.jit(fam.init)(jax.random.key(0), batch)
-        step = jax.jit(fam.train_step)
-        ce = []
-        for i in range(60):
-            state, metrics = step(state, batch, jax.random.key(i))
-            ce.append(float(metrics["info_ce"]))
+        fam, _, state, batch, ce = train_on_one_batch(c, 60, "info_ce")
         assert abs(np.mean(ce[:3]) - math.log(k)) < 0.2, weight
         final[weight] = np.mean(ce[-10:])
     assert final[1.0] < 0.7 * math.log(k) and final[0.0] > 0.9 * math.log(k), final
