@@ -203,7 +203,8 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
         clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
         d_dropout=0.0, d_mbstd=0, d_batchnorm=False, d_spectral_norm=False, upsample="subpixel",
-        conditional=False, info_codes=0, info_weight=0.0))
+        conditional=False, info_codes=0, info_weight=0.0, g_fc=0, d_fc=0,
+        d_pack=0))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())

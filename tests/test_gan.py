@@ -81,9 +81,10 @@ def test_gradient_penalty_equals_the_explicit_computation():
                                jnp.mean(per_example_grad_norms(critic, real) ** 2), rtol=1e-5)
 
 
-@pytest.mark.parametrize("n_critic", [1, 3])
-def test_one_step_updates_both_players_and_d_counts_n_critic_updates(n_critic):
-    _, fam, state, batch = family_and_state(batch_size=8 * n_critic, n_critic=n_critic)
+@pytest.mark.parametrize("n_critic, pack", [(1, 0), (3, 0), (1, 2)])
+def test_one_step_updates_both_players_and_d_counts_n_critic_updates(n_critic, pack):
+    _, fam, state, batch = family_and_state(batch_size=8 * n_critic, n_critic=n_critic,
+                                            d_pack=pack)
     new, metrics = jax.jit(fam.train_step)(state, batch, jax.random.key(1))
     for player in ("g", "d"):
         changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
@@ -93,6 +94,8 @@ def test_one_step_updates_both_players_and_d_counts_n_critic_updates(n_critic):
                   if "count" in jax.tree_util.keystr(path)] for p in ("g", "d")}
     assert set(counts["d"]) == {n_critic} and set(counts["g"]) == {1}
     assert int(new.step) == 1 and float(metrics["skipped"]) == 0.0
+    for scores in fam.eval_step(new, batch, jax.random.key(2)).values():  # one per image
+        chex.assert_shape(scores, (8 * n_critic,))
     # The EMA generator moved from the initial weights toward the new ones.
     ema, old, g = (jax.tree.leaves(t)[0] for t in
                    (new.ema_params["g"], state.params["g"], new.params["g"]))
@@ -172,6 +175,23 @@ def test_architectures_fit_mnist_and_cifar_shapes(arch, shape):
     assert not np.allclose(out, d.apply(params, images, (labels + 1) % 10))  # projection
 
 
+@pytest.mark.parametrize("arch", ["dcgan", "resnet"])
+def test_fc_adds_a_dense_layer_after_z_in_g_and_before_the_head_in_d(arch):
+    z, labels = jnp.ones((4, 8)), jnp.zeros(4, jnp.int32)
+    kernels = lambda params: {p.shape for p in jax.tree.leaves(params) if p.ndim == 2}
+    for fc in (0, 12):
+        g = Generator(arch, 16, 2, (16, 16, 1), fc=fc)
+        images, g_params = g.init_with_output(jax.random.key(0), z, labels)
+        chex.assert_shape(images, (4, 16, 16, 1))
+        d = Critic(arch, 8, 2, fc=fc)
+        scores, d_params = d.init_with_output(jax.random.key(1), images, labels)
+        chex.assert_shape(scores, (4,))
+        # G: z -> fc -> the 4x4 map (dcgan: 2 x 16 channels); D: fc -> one score
+        ch = 32 if arch == "dcgan" else 16
+        assert ({(8, 12), (12, 4 * 4 * ch)} <= kernels(g_params)) == bool(fc), (arch, fc)
+        assert ((12, 1) in kernels(d_params)) == bool(fc), (arch, fc)
+
+
 def test_critic_dropout_is_random_in_training_only():
     x, labels = jnp.ones((4, 28, 28, 1)), jnp.zeros(4, jnp.int32)
     d = Critic("mlp", 32, 2, dropout=0.5)
@@ -181,7 +201,7 @@ def test_critic_dropout_is_random_in_training_only():
     np.testing.assert_array_equal(d.apply(params, x, labels), d.apply(params, x, labels))
 
 
-def test_minibatch_stddev_is_the_group_spread_and_couples_only_its_group():
+def test_minibatch_stddev_is_the_group_spread():
     x = jax.random.normal(jax.random.key(0), (8, 5, 5, 3))
     out = minibatch_stddev(x, 4)
     chex.assert_shape(out, (8, 5, 5, 4))
@@ -189,14 +209,22 @@ def test_minibatch_stddev_is_the_group_spread_and_couples_only_its_group():
     for g in range(2):  # the population std over the group, averaged over positions and channels
         expected = np.mean(np.std(np.asarray(x[4 * g:4 * g + 4]), axis=0))
         np.testing.assert_allclose(out[4 * g:4 * g + 4, ..., 3], expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("option", ["mbstd", "pack"])
+def test_grouping_critics_let_an_image_move_the_scores_of_its_own_group_only(arch, option):
+    """mbstd 4: one score per image, each reading its group of 4; pack 4: one score per pack."""
     images = jnp.tanh(jax.random.normal(jax.random.key(1), (8, 8, 8, 1)))
-    for arch in ("mlp", "dcgan", "resnet"):
-        d = Critic(arch, 8, 2, mbstd=4)
-        params = d.init(jax.random.key(2), images, jnp.zeros(8, jnp.int32))
-        score = lambda v: d.apply(params, v, jnp.zeros(8, jnp.int32))
-        moved = score(images.at[5].set(-images[5]))  # one image of the second group changes
-        np.testing.assert_array_equal(moved[:4], score(images)[:4])
-        assert not np.allclose(moved[4:5], score(images)[4:5]), arch  # its group-mates see it
+    labels = jnp.zeros(8, jnp.int32)
+    d = Critic(arch, 8, 2, **{option: 4})
+    params = d.init(jax.random.key(2), images, labels)
+    before = d.apply(params, images, labels)
+    after = d.apply(params, images.at[5].set(-images[5]), labels)  # in the second group
+    chex.assert_shape(before, (8,) if option == "mbstd" else (2,))
+    group = slice(4, 8) if option == "mbstd" else slice(1, 2)
+    np.testing.assert_array_equal(np.delete(after, group), np.delete(before, group))
+    assert not np.any(np.isclose(after[group], before[group]))
 
 
 def test_batch_normed_critic_normalizes_all_but_its_first_layer_over_the_batch():
@@ -265,12 +293,19 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     ({"data.space": "unit"}, "data.space=symmetric"),
     ({"model.d_mbstd": 4, "model.penalty": "gp"}, "model.d_mbstd=0 or model.penalty=none"),
     ({"model.d_mbstd": 3}, r"model.d_mbstd \(3\) must divide the per-update batch \(16\)"),
+    ({"model.d_pack": 2, "model.d_mbstd": 4, "eval.batch_size": 20},
+     r"model.d_pack \(2\) x model.d_mbstd \(4\) must divide the eval.batch_size \(20\)"),
+    ({"model.d_pack": 1}, "0 \\(none\\) or at least 2, not 1"),
+    ({"model.d_pack": 2, "model.conditional": True}, "model.d_pack=0 or model.conditional=False"),
+    ({"model.d_pack": 2, "model.penalty": "gp"}, "model.d_pack=0 or model.penalty=none"),
     ({"model.d_batchnorm": True, "model.penalty": "r1"},
      "model.d_batchnorm=False or model.penalty=none"),
     ({"model.d_batchnorm": True, "model.arch": "resnet"}, "the resnet critic"),
     ({"model.info_codes": 1}, "0 \\(none\\) or at least 2"),
     ({"model.info_codes": 10, "model.conditional": True}, "model.info_codes=0 or"),
     ({"model.info_weight": 1.0}, "set model.info_codes"),
+    ({"model.g_fc": 64, "model.arch": "mlp"}, "set model.g_depth / model.d_depth instead"),
+    ({"model.d_fc": -1}, "0 for none; got 0 and -1"),
 ])
 def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
     c = config_lib.gan_config("mnist", "smoke")

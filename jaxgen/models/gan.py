@@ -45,14 +45,32 @@ def check_config(config, spec: base.DataSpec) -> None:
     if m.d_batchnorm and m.arch == "resnet":
         raise UserError("model.d_batchnorm is for the mlp and dcgan critics; the resnet critic "
                         "(WGAN-GP) has no normalization: set model.d_batchnorm=False")
-    for on, off in ((m.d_mbstd, "model.d_mbstd=0"), (m.d_batchnorm, "model.d_batchnorm=False")):
+    if m.arch == "mlp" and (m.g_fc or m.d_fc):
+        raise UserError("model.g_fc and model.d_fc add a dense layer to the conv nets; the mlp "
+                        "nets are all dense: set model.g_depth / model.d_depth instead and "
+                        "model.g_fc=0, model.d_fc=0")
+    if min(m.g_fc, m.d_fc) < 0:
+        raise UserError(f"model.g_fc and model.d_fc are dense widths, 0 for none; got "
+                        f"{m.g_fc} and {m.d_fc}")
+    if m.d_pack < 0 or m.d_pack == 1:
+        raise UserError(f"model.d_pack is how many images D scores at once (PacGAN): 0 (none) "
+                        f"or at least 2, not {m.d_pack}")
+    for name, off in (("conditional", "False"), ("info_codes", "0")):
+        if m.d_pack and m[name]:
+            raise UserError(f"model.d_pack scores packs of images, and model.{name} needs a score "
+                            f"per image: set model.d_pack=0 or model.{name}={off}")
+    for on, off in ((m.d_mbstd, "model.d_mbstd=0"), (m.d_batchnorm, "model.d_batchnorm=False"),
+                    (m.d_pack, "model.d_pack=0")):
         if on and m.penalty != "none":
             raise UserError(f"{off.split('=')[0]} makes each critic score depend on the rest of "
                             f"its batch, which breaks the per-sample gradients of a penalty: set "
                             f"{off} or model.penalty=none")
-    if m.d_mbstd and (config.train.batch_size // m.n_critic) % m.d_mbstd:
-        raise UserError(f"model.d_mbstd ({m.d_mbstd}) must divide the per-update batch "
-                        f"({config.train.batch_size // m.n_critic})")
+    groups = {k: v for k, v in (("model.d_pack", m.d_pack), ("model.d_mbstd", m.d_mbstd)) if v}
+    for what, n in (("per-update batch", config.train.batch_size // m.n_critic),
+                    ("eval.batch_size", config.eval.batch_size)):
+        if n % int(np.prod(list(groups.values()))):
+            raise UserError(f"{' x '.join(f'{k} ({v})' for k, v in groups.items())} must divide "
+                            f"the {what} ({n}): the critic takes its images in such groups")
     if m.info_codes < 0 or m.info_codes == 1:
         raise UserError(f"model.info_codes is the number of values of InfoGAN's code: 0 (none) "
                         f"or at least 2, not {m.info_codes}")
@@ -74,11 +92,11 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     check_config(config, spec)
     m = config.model
     classes = spec.num_classes if m.conditional else 0
-    codes = m.info_codes
+    codes, packed = m.info_codes, max(m.d_pack, 1)
     gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes or codes,
-                    m.upsample)
+                    m.upsample, m.g_fc)
     critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout, m.d_mbstd,
-                    m.d_batchnorm, m.d_spectral_norm, codes)
+                    m.d_batchnorm, m.d_spectral_norm, codes, m.d_fc, m.d_pack)
     opt_g, opt_d = base.make_optimizer(config.optim), base.make_optimizer(config.optim_d)
     ema_decay = config.optim.ema_decay
 
@@ -182,12 +200,13 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return to_unit(gen.apply(params["g"], z, labels), "symmetric")
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
-        """D's outputs on the test images and on as many samples (GANs have no likelihood)."""
+        """D's outputs on the test images and on as many samples (GANs have no likelihood); a
+        packed critic's score counts for each image of its pack."""
         x = to_model_space(batch["image"], "symmetric")
         z, labels = latents(rng, x.shape[0])
         fake = gen.apply(base.eval_params(state)["g"], z, labels)
-        d = state.params["d"]
-        return {"d_real": critic.apply(d, x, batch["label"]), "d_fake": critic.apply(d, fake, labels)}
+        score = lambda x, y: jnp.repeat(critic.apply(state.params["d"], x, y), packed)
+        return {"d_real": score(x, batch["label"]), "d_fake": score(fake, labels)}
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
         if codes:  # the family is unconditional: the codes are latents like z

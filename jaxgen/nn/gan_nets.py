@@ -8,6 +8,10 @@ dcgan:  Radford et al. 2016: G projects z to a small map, then stride-2 transpos
 resnet: Gulrajani et al. 2017 (WGAN-GP, CIFAR-10): residual blocks, nearest upsampling in G,
         mean-pool downsampling in D, a global sum pool before D's head.
 
+Either conv net can take one hidden dense layer (fc > 0): in G between z and the projection
+(batch norm, ReLU), in D between the conv features and the head (LeakyReLU), as in the MNIST
+nets of InfoGAN (Chen et al. 2016), 1024 wide.
+
 The number of 2x stages is fixed by the image side: halve it while it stays even and >= 8
 (28 -> 14 -> 7: two stages; 32 -> 16 -> 8 -> 4: three). A conditional G concatenates a label
 embedding to z; a conditional D adds the projection <embed(y), features> (Miyato & Koyama 2018).
@@ -19,7 +23,9 @@ which the gradient penalties rely on. Two options break that and so exclude a pe
 lets D see how varied a group of samples is. Spectral normalisation (Miyato et al. 2018) divides
 every weight matrix of the critic (a conv kernel as [k*k*in, out]) by its largest singular value:
 dense layers become 1-Lipschitz, convs roughly so, as in the paper. It keeps outputs per sample,
-so it goes with any loss or penalty.
+so it goes with any loss or penalty. PacGAN (Lin et al. 2018) packs m consecutive images into
+one critic input (stacked on channels) and scores the pack: D then judges m samples at once, and
+a generator that repeats itself is easy to spot.
 """
 from collections.abc import Sequence
 
@@ -123,6 +129,14 @@ class GResBlock(nn.Module):
         return h + nn.Conv(self.width, (1, 1))(upsample(x))
 
 
+def pack(x: Array, m: int) -> Array:
+    """[B, H, W, C] -> [B / m, H, W, m * C]: each m consecutive images stacked on channels."""
+    if x.shape[0] % m:
+        raise UserError(f"model.d_pack ({m}) must divide the critic's batch ({x.shape[0]})")
+    b, h, w, c = x.shape
+    return x.reshape(b // m, m, h, w, c).transpose(0, 2, 3, 1, 4).reshape(b // m, h, w, m * c)
+
+
 def minibatch_stddev(x: Array, group: int) -> Array:
     """Appends one feature to x [B, ..., F]: within each group of `group` consecutive rows, the
     standard deviation over the group of every feature, averaged over features (and positions)."""
@@ -167,6 +181,7 @@ class Generator(nn.Module):
     shape: tuple[int, int, int]
     num_classes: int = 0  # 0: unconditional
     upsample: str = "transposed"  # dcgan: transposed or subpixel
+    fc: int = 0  # conv archs: width of a hidden dense layer (BN, ReLU) before the projection
 
     def up(self, features: int, x: Array) -> Array:
         """A learned 2x upsampling: the paper's 4x4 stride-2 transposed conv, or a 3x3 conv to
@@ -191,6 +206,8 @@ class Generator(nn.Module):
         n = num_stages(h)
         side = h // 2**n
         ch = self.width * 2 ** (n - 1) if self.arch == "dcgan" else self.width
+        if self.fc:
+            z = nn.relu(BatchNorm()(nn.Dense(self.fc)(z)))
         x = nn.Dense(side * side * ch)(z).reshape(-1, side, side, ch)
         if self.arch == "dcgan":
             x = nn.relu(BatchNorm()(x))
@@ -214,11 +231,16 @@ class Critic(nn.Module):
     batchnorm: bool = False  # after every hidden layer but the first (mlp, dcgan)
     spectral_norm: bool = False  # of every weight, the projection embedding included
     info_codes: int = 0  # K > 0: an InfoGAN head Q on D's features guesses a K-way code
+    fc: int = 0  # conv archs: width of a hidden dense layer (LeakyReLU) before the head
+    pack: int = 0  # m >= 2: score packs of m consecutive images (PacGAN); labels unused
 
     @nn.compact
     def __call__(self, x: Array, labels: Array, train: bool = False,
                  code_logits: bool = False) -> Array | tuple[Array, Array]:
-        """Scores [B]; with code_logits, also Q's logits [B, K] for the code that made x."""
+        """Scores [B] (packed: [B / m]); with code_logits, also Q's logits [B, K] for the code
+        that made x."""
+        if self.pack > 1:
+            x, labels = pack(x, self.pack), labels[::self.pack]
         conv, dense, embed = critic_layers(self.spectral_norm)
         drop = nn.Dropout(self.dropout, deterministic=not train or not self.dropout)
         last = lambda i, n, x: minibatch_stddev(x, self.mbstd) if self.mbstd and i == n - 1 else x
@@ -241,6 +263,8 @@ class Critic(nn.Module):
                 x = DResBlock(self.width, i < downs, i == 0, self.spectral_norm)(
                     last(i, downs + 2, x))
             features = jnp.sum(nn.relu(x), axis=(1, 2))
+        if self.fc and self.arch != "mlp":
+            features = drop(nn.leaky_relu(norm(1, dense(self.fc)(features)), 0.2))
         out = dense(1)(features)[:, 0]
         if self.num_classes:
             out += jnp.sum(embed(self.num_classes, features.shape[-1])(labels) * features, -1)
