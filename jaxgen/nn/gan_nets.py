@@ -18,14 +18,14 @@ embedding to z; a conditional D adds the projection <embed(y), features> (Miyato
 An InfoGAN G (Chen et al. 2016) takes a uniform K-way code the same way, and its D has a second
 head Q (one hidden layer of 128) that guesses that code from the image.
 By default critics keep no batch statistics, so each output depends only on its own input,
-which the gradient penalties rely on. Two options break that and so exclude a penalty: batch norm
-(mlp and dcgan critics) and the minibatch standard deviation (Karras et al. 2018), a feature that
-lets D see how varied a group of samples is. Spectral normalisation (Miyato et al. 2018) divides
-every weight matrix of the critic (a conv kernel as [k*k*in, out]) by its largest singular value:
-dense layers become 1-Lipschitz, convs roughly so, as in the paper. It keeps outputs per sample,
-so it goes with any loss or penalty. PacGAN (Lin et al. 2018) packs m consecutive images into
-one critic input (stacked on channels) and scores the pack: D then judges m samples at once, and
-a generator that repeats itself is easy to spot.
+which the gradient penalties rely on. Three options break that and so exclude a penalty: batch
+norm (mlp and dcgan critics); the minibatch standard deviation (Karras et al. 2018), a feature
+that lets D see how varied a group of samples is; and PacGAN's packing (Lin et al. 2018): D
+scores packs of m consecutive images stacked on channels, so a generator that repeats itself is
+easy to spot. Spectral normalisation (Miyato et al. 2018) divides every weight matrix of the
+critic (a conv kernel as [k*k*in, out]) by its largest singular value: dense layers become
+1-Lipschitz, convs roughly so, as in the paper. It keeps outputs per sample, so it goes with any
+loss or penalty.
 """
 from collections.abc import Sequence
 
