@@ -65,12 +65,13 @@ def check_config(config, spec: base.DataSpec) -> None:
             raise UserError(f"{off.split('=')[0]} makes each critic score depend on the rest of "
                             f"its batch, which breaks the per-sample gradients of a penalty: set "
                             f"{off} or model.penalty=none")
-    groups = {k: v for k, v in (("model.d_pack", m.d_pack), ("model.d_mbstd", m.d_mbstd)) if v}
+    group = max(m.d_pack, 1) * max(m.d_mbstd, 1)  # mbstd groups packs when both are on
     for what, n in (("per-update batch", config.train.batch_size // m.n_critic),
                     ("eval.batch_size", config.eval.batch_size)):
-        if n % int(np.prod(list(groups.values()))):
-            raise UserError(f"{' x '.join(f'{k} ({v})' for k, v in groups.items())} must divide "
-                            f"the {what} ({n}): the critic takes its images in such groups")
+        if n % group:
+            names = " x ".join(f"model.{k} ({m[k]})" for k in ("d_pack", "d_mbstd") if m[k])
+            raise UserError(f"{names} must divide the {what} ({n}): the critic takes its images "
+                            f"in such groups")
     if m.info_codes < 0 or m.info_codes == 1:
         raise UserError(f"model.info_codes is the number of values of InfoGAN's code: 0 (none) "
                         f"or at least 2, not {m.info_codes}")
