@@ -192,7 +192,8 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     """What every GAN config shares: a DCGAN-style default (nonsaturating loss, Adam 2e-4 with
     b1 0.5 for both players, an EMA generator, subpixel upsampling for CPU speed). Variants for
     every GAN: 'transposed' (the DCGAN paper's transposed convs), 'info' (InfoGAN: a 10-way code
-    in G, guessed by a head of D). `model` overrides the architecture and the
+    in G, guessed by a head of D), 'clusters' (G and D conditioned on 20 clusters of the real
+    images, found by online k-means). `model` overrides the architecture and the
     game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
     config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
     'smoke' gives tiny nets and at most 2 critic updates per step."""
@@ -204,7 +205,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
         d_dropout=0.0, d_mbstd=0, d_batchnorm=False, d_spectral_norm=False, upsample="subpixel",
         conditional=False, info_codes=0, info_weight=0.0, g_fc=0, d_fc=0,
-        d_pack=0))
+        d_pack=0, clusters=0))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())
@@ -216,7 +217,8 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         edit(c)
     pick_variant(c, variant, dict(variants or {},
                                   transposed=lambda c: c.model.update(upsample="transposed"),
-                                  info=lambda c: c.model.update(info_codes=10, info_weight=1.0)))
+                                  info=lambda c: c.model.update(info_codes=10, info_weight=1.0),
+                                  clusters=lambda c: c.model.update(clusters=20)))
     if "smoke" in (variant or "").split("+"):  # at most 2 critic updates: each is compiled
         c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8,
                        n_critic=min(c.model.n_critic, 2))

@@ -13,6 +13,7 @@ from jaxgen import config as config_lib, losses, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
 from jaxgen.models import base, gan
+from jaxgen.nn import vq
 from jaxgen.nn.gan_nets import (ARCHS, Critic, Generator, minibatch_stddev, num_stages,
                                 spectral_norm)
 
@@ -147,6 +148,38 @@ def test_infogan_codes_become_readable_from_the_images_only_through_the_info_ter
     assert final[1.0] < 0.7 * math.log(k) and final[0.0] > 0.9 * math.log(k), final
     images = fam.pictures(state, batch, jax.random.key(0))["codes"]  # a row per code, 10 z's
     assert images.shape[:2] == (k * 29 + 1, 10 * 29 + 1)
+
+
+def test_clusters_follow_the_real_images_and_their_frequencies():
+    """Online k-means: from centroids near the middle, a batch of 12 black and 4 white images
+    pulls one centroid towards black and the other towards white at the EMA's rate, and their
+    counts (the odds of each cluster as a fake label) towards 12 and 4; G draws one grid row per
+    cluster."""
+    c = config_lib.gan_config("mnist", "smoke", arch="mlp", clusters=2)
+    fam = gan.make_family(c, MNIST)
+    batch = {"image": jnp.asarray(np.repeat([0, 255], [12, 4]).astype(np.uint8)[:, None, None, None]
+                                  * np.ones((1, 28, 28, 1), np.uint8)),
+             "label": jnp.zeros(16, jnp.int32)}  # never read
+    state = jax.jit(fam.init)(jax.random.key(0), batch)
+    chex.assert_shape(state.model_state.embeddings, (2, 28 * 28))
+    start = jnp.array([-0.2, 0.2])
+    state = state.replace(model_state=vq.codebook_from(jnp.repeat(start[:, None], 28 * 28, 1)))
+    step, n = jax.jit(fam.train_step), 100
+    for i in range(n):
+        state, metrics = step(state, batch, jax.random.key(i))
+    kept = gan.CLUSTER_DECAY ** n  # the weight left on the starting centroids, counted once
+    counts = kept + (1 - kept) * np.array([12.0, 4.0])
+    book = state.model_state
+    np.testing.assert_allclose(book.counts, counts, rtol=1e-4)
+    np.testing.assert_allclose(book.embeddings, np.repeat(
+        ((kept * start + (1 - kept) * np.array([-12.0, 4.0])) / counts)[:, None], 28 * 28, 1),
+        rtol=1e-3)
+    # Every step labels 12 images 0 and 4 images 1: perplexity exp(H(3/4, 1/4)).
+    assert float(metrics["cluster_perplexity"]) == pytest.approx(
+        math.exp(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25))), rel=1e-4)
+    assert float(metrics["reseeded"]) == 0.0
+    assert fam.pictures(state, batch, jax.random.key(0))["clusters"].shape[:2] == (2 * 29 + 1,
+                                                                                   10 * 29 + 1)
 
 
 def test_a_step_with_non_finite_values_is_skipped_not_applied():
@@ -302,7 +335,11 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
      "model.d_batchnorm=False or model.penalty=none"),
     ({"model.d_batchnorm": True, "model.arch": "resnet"}, "the resnet critic"),
     ({"model.info_codes": 1}, "0 \\(none\\) or at least 2"),
-    ({"model.info_codes": 10, "model.conditional": True}, "model.info_codes=0 or"),
+    ({"model.info_codes": 10, "model.conditional": True},
+     "model.conditional and model.info_codes each set G's label input: keep one"),
+    ({"model.clusters": 10, "model.info_codes": 10}, "model.info_codes and model.clusters each"),
+    ({"model.clusters": 1}, "clusters of the real images: 0 \\(none\\) or at least 2, not 1"),
+    ({"model.clusters": 4, "model.d_pack": 2}, "model.d_pack=0 or model.clusters=0"),
     ({"model.info_weight": 1.0}, "set model.info_codes"),
     ({"model.g_fc": 64, "model.arch": "mlp"}, "set model.g_depth / model.d_depth instead"),
     ({"model.d_fc": -1}, "0 for none; got 0 and -1"),

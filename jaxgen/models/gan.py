@@ -15,6 +15,13 @@ K values, D's head Q guesses c from G(z, c), and both players add info_weight (1
 by default: the code is then an input G may ignore) x the cross-entropy of that guess (a lower
 bound on the mutual information of c and the image, up to the constant log K) to their losses.
 Unsupervised: the data's labels are never read.
+
+Cluster conditioning (model.clusters = K > 0; after the self-conditioned GAN of Liu et al. 2020,
+which clusters D's features instead of pixels): online k-means (the EMA updates of VQ-VAE's
+codebooks, jaxgen.nn.vq) keeps K centroids of the real images in pixel space, in model_state.
+Each real image is labelled with its nearest centroid, each fake with a cluster drawn as often
+as real images fall in it, and G and D are conditioned on these labels as in the conditional GAN
+(projection critic). A G that drops a mode then drops a label D asks for. Also unsupervised.
 """
 import flax
 import jax
@@ -26,10 +33,14 @@ from jaxgen import losses, viz
 from jaxgen.data.preprocess import to_model_space, to_unit
 from jaxgen.errors import UserError
 from jaxgen.models import base
+from jaxgen.nn import vq
 from jaxgen.nn.gan_nets import Critic, Generator, check_arch
 
 Array = jax.Array
 PENALTIES = ("none", "gp", "r1")
+# The clusters' EMA decay and count smoothing, and the EMA count (images per step) below which
+# a cluster restarts at a random real image: VQ-VAE's defaults.
+CLUSTER_DECAY, CLUSTER_EPS, DEAD_CLUSTER = 0.99, 1e-5, 0.03
 
 
 def check_config(config, spec: base.DataSpec) -> None:
@@ -55,7 +66,7 @@ def check_config(config, spec: base.DataSpec) -> None:
     if m.d_pack < 0 or m.d_pack == 1:
         raise UserError(f"model.d_pack is how many images D scores at once (PacGAN): 0 (none) "
                         f"or at least 2, not {m.d_pack}")
-    for name, off in (("conditional", "False"), ("info_codes", "0")):
+    for name, off in (("conditional", "False"), ("info_codes", "0"), ("clusters", "0")):
         if m.d_pack and m[name]:
             raise UserError(f"model.d_pack scores packs of images, and model.{name} needs a score "
                             f"per image: set model.d_pack=0 or model.{name}={off}")
@@ -72,15 +83,18 @@ def check_config(config, spec: base.DataSpec) -> None:
             names = " x ".join(f"model.{k} ({m[k]})" for k in ("d_pack", "d_mbstd") if m[k])
             raise UserError(f"{names} must divide the {what} ({n}): the critic takes its images "
                             f"in such groups")
-    if m.info_codes < 0 or m.info_codes == 1:
-        raise UserError(f"model.info_codes is the number of values of InfoGAN's code: 0 (none) "
-                        f"or at least 2, not {m.info_codes}")
+    for name, what in (("info_codes", "the number of values of InfoGAN's code"),
+                       ("clusters", "the number of clusters of the real images")):
+        if m[name] < 0 or m[name] == 1:
+            raise UserError(f"model.{name} is {what}: 0 (none) or at least 2, not {m[name]}")
     if m.info_weight and not m.info_codes:
         raise UserError("model.info_weight weighs InfoGAN's code loss, and there is no code: set "
                         "model.info_codes (10 in the 'info' variant) or model.info_weight=0")
-    if m.info_codes and m.conditional:
-        raise UserError("model.info_codes and model.conditional both feed G's label input: set "
-                        "model.info_codes=0 or model.conditional=False")
+    labels = [f"model.{k}" for k in ("conditional", "info_codes", "clusters") if m[k]]
+    if len(labels) > 1:
+        raise UserError(f"{' and '.join(labels)} each set G's label input: keep one of them "
+                        f"(model.conditional=False, model.info_codes=0, model.clusters=0 turn "
+                        f"them off)")
     if m.conditional and spec.num_classes < 2:
         raise UserError(f"model.conditional needs a labelled dataset; {config.data.name!r} has "
                         f"{spec.num_classes} classes")
@@ -93,19 +107,29 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     check_config(config, spec)
     m = config.model
     classes = spec.num_classes if m.conditional else 0
-    codes, packed = m.info_codes, max(m.d_pack, 1)
-    gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), classes or codes,
-                    m.upsample, m.g_fc)
-    critic = Critic(m.arch, m.d_width, m.d_depth, classes, m.d_dropout, m.d_mbstd,
+    codes, clusters, packed = m.info_codes, m.clusters, max(m.d_pack, 1)
+    labelled = classes or codes or clusters  # values of G's label input, 0 for none
+    gen = Generator(m.arch, m.g_width, m.g_depth, tuple(spec.shape), labelled, m.upsample, m.g_fc)
+    critic = Critic(m.arch, m.d_width, m.d_depth, classes or clusters, m.d_dropout, m.d_mbstd,
                     m.d_batchnorm, m.d_spectral_norm, codes, m.d_fc, m.d_pack)
     opt_g, opt_d = base.make_optimizer(config.optim), base.make_optimizer(config.optim_d)
     ema_decay = config.optim.ema_decay
 
-    def latents(rng: Array, n: int) -> tuple[Array, Array]:
-        """z [n, latent_dim] and G's labels [n]: classes, InfoGAN codes, or ignored."""
+    def latents(rng: Array, n: int, book: vq.Codebook | None) -> tuple[Array, Array]:
+        """z [n, latent_dim] and G's labels [n]: classes, InfoGAN codes, clusters of `book`
+        (the model_state; each as often as the real images fall in it), or ignored."""
         z_rng, y_rng = jax.random.split(rng)
-        labels = jax.random.randint(y_rng, (n,), 0, max(codes or spec.num_classes, 1))
+        if clusters:
+            labels = jax.random.categorical(y_rng, jnp.log(book.counts), shape=(n,))
+        else:
+            labels = jax.random.randint(y_rng, (n,), 0, max(codes or spec.num_classes, 1))
         return jax.random.normal(z_rng, (n, m.latent_dim)), labels
+
+    def real_labels(x: Array, batch: base.Batch, book: vq.Codebook | None) -> Array:
+        """D's labels for real images x [B, ...]: the nearest cluster, else the data's."""
+        if clusters:
+            return vq.nearest_codes(x.reshape(x.shape[0], -1), book.embeddings)
+        return batch["label"]
 
     def fake_scores(d, fake, labels, rng):
         """D's scores of G's images [b] and, with InfoGAN codes, the cross-entropy of Q's guess
@@ -117,19 +141,23 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return score, optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
     def init(rng: Array, batch: base.Batch) -> base.TrainState:
-        g_rng, d_rng = jax.random.split(rng)
-        z, labels = latents(rng, batch["image"].shape[0])
+        """With clusters, the centroids start at random images of the example batch."""
+        g_rng, d_rng, c_rng = jax.random.split(rng, 3)
+        x = to_model_space(batch["image"], "symmetric")
+        book = vq.codebook_from(vq.random_picks(x.reshape(x.shape[0], -1), clusters, c_rng)) \
+            if clusters else None
+        z, labels = latents(rng, x.shape[0], book)
         g = gen.init(g_rng, z, labels)
-        d = critic.init(d_rng, to_model_space(batch["image"], "symmetric"), labels)
+        d = critic.init(d_rng, x, labels)
         params = {"g": g, "d": d}
         return base.TrainState(step=jnp.zeros((), jnp.int32), params=params,
                                opt_state={"g": opt_g.init(g), "d": opt_d.init(d)},
-                               ema_params={"g": g} if ema_decay else None)
+                               model_state=book, ema_params={"g": g} if ema_decay else None)
 
-    def critic_update(d_params, d_opt, g_params, real, real_labels, rng):
+    def critic_update(d_params, d_opt, g_params, book, real, real_labels, rng):
         """One D step on real [b, ...] against as many fakes; returns new D, metrics."""
         z_rng, pen_rng, drop_rng = jax.random.split(rng, 3)
-        z, labels = latents(z_rng, real.shape[0])
+        z, labels = latents(z_rng, real.shape[0], book)
         fake = gen.apply(g_params, z, labels)
 
         def loss_fn(d):
@@ -159,21 +187,31 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return d_params, d_opt, metrics
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
-        d_rng, g_rng, drop_rng = jax.random.split(rng, 3)
-        k = m.n_critic
+        d_rng, g_rng, drop_rng, c_rng = jax.random.split(rng, 4)
+        k, book = m.n_critic, state.model_state
         x = to_model_space(batch["image"], "symmetric")
         b = x.shape[0] // k
         # [B, ...] -> [k, b, ...] keeping the sharded batch axis whole: slice i is every k-th row.
         real = jnp.swapaxes(x.reshape((b, k) + x.shape[1:]), 0, 1)
-        real_labels = batch["label"].reshape(b, k).T
+        labels = real_labels(x, batch, book)
+        cluster_metrics = {}
+        if clusters:  # one online k-means step on this batch; the labels are the old centroids'
+            flat = x.reshape(x.shape[0], -1)
+            new_book = vq.ema_update(book, flat, labels, CLUSTER_DECAY, CLUSTER_EPS)
+            new_book, reseeded = vq.reseed_dead(new_book, flat, c_rng, DEAD_CLUSTER)
+            cluster_metrics = {"cluster_perplexity": vq.perplexity(labels, clusters),
+                               "reseeded": reseeded.astype(jnp.float32)}
+        else:
+            new_book = book
+        labels = labels.reshape(b, k).T
 
         # A Python loop, not lax.scan: convolutions inside XLA CPU while-loops ran ~6x slower.
         d_params, d_opt, d_metrics = state.params["d"], state.opt_state["d"], []
         for i, key in enumerate(jax.random.split(d_rng, k)):
-            d_params, d_opt, metrics = critic_update(d_params, d_opt, state.params["g"],
-                                                     real[i], real_labels[i], key)
+            d_params, d_opt, metrics = critic_update(d_params, d_opt, state.params["g"], book,
+                                                     real[i], labels[i], key)
             d_metrics.append(metrics)
-        z, labels = latents(g_rng, b)
+        z, labels = latents(g_rng, b, book)
 
         def g_loss_fn(g):
             score, info = fake_scores(d_params, gen.apply(g, z, labels), labels, drop_rng)
@@ -186,10 +224,11 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         ema = None if state.ema_params is None else {
             "g": base.ema_update(state.ema_params["g"], g_params, ema_decay)}
         new = state.replace(step=state.step + 1, params={"g": g_params, "d": d_params},
-                            opt_state={"g": g_opt, "d": d_opt}, ema_params=ema)
+                            opt_state={"g": g_opt, "d": d_opt}, model_state=new_book,
+                            ema_params=ema)
         metrics = {name: jnp.mean(jnp.stack([d[name] for d in d_metrics]))  # over critic updates
                    for name in d_metrics[0]}
-        metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
+        metrics.update(g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads), **cluster_metrics)
         if m.loss == "wasserstein":
             metrics["w_distance"] = metrics["d_real"] - metrics["d_fake"]
         (state, metrics), finite = base.keep_if_finite(
@@ -204,14 +243,15 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         """D's outputs on the test images and on as many samples (GANs have no likelihood); a
         packed critic's score counts for each image of its pack."""
         x = to_model_space(batch["image"], "symmetric")
-        z, labels = latents(rng, x.shape[0])
+        z, labels = latents(rng, x.shape[0], state.model_state)
         fake = gen.apply(base.eval_params(state)["g"], z, labels)
         score = lambda x, y: jnp.repeat(critic.apply(state.params["d"], x, y), packed)
-        return {"d_real": score(x, batch["label"]), "d_fake": score(fake, labels)}
+        return {"d_real": score(x, real_labels(x, batch, state.model_state)),
+                "d_fake": score(fake, labels)}
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
-        if codes:  # the family is unconditional: the codes are latents like z
-            z, labels = latents(rng, labels.shape[0])
+        if codes or clusters:  # the family is unconditional: codes or clusters are latents
+            z, labels = latents(rng, labels.shape[0], state.model_state)
         else:
             z = jax.random.normal(rng, (labels.shape[0], m.latent_dim))
         return generate(base.eval_params(state), z, labels)
@@ -219,17 +259,19 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     _generate = jax.jit(generate)
 
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
-        """Latent interpolations: 8 rows of 10, one class (or InfoGAN code) per row when G takes
-        one. With codes, also 'codes': row k is code k, column j the same z in every row."""
+        """Latent interpolations: 8 rows of 10, one class (InfoGAN code, cluster) per row when G
+        takes one. With codes or clusters, also 'codes' / 'clusters': row k is code (cluster)
+        k, column j the same z in every row."""
         params = base.eval_params(state)
         show = lambda z, labels: viz.grid(np.asarray(_generate(
             params, jnp.asarray(z), jnp.asarray(labels.astype(np.int32)))), ncol=10)
         ends = np.asarray(jax.random.normal(rng, (2, 8, m.latent_dim)))
         out = {"interpolations": show(viz.interpolate(ends[0], ends[1], steps=10),
-                                      np.repeat(np.arange(8) % max(codes or classes, 1), 10))}
-        if codes:
+                                      np.repeat(np.arange(8) % max(labelled, 1), 10))}
+        if codes or clusters:
             z = np.asarray(jax.random.normal(jax.random.fold_in(rng, 1), (10, m.latent_dim)))
-            out["codes"] = show(np.tile(z, (codes, 1)), np.repeat(np.arange(codes), 10))
+            out["codes" if codes else "clusters"] = show(np.tile(z, (labelled, 1)),
+                                                         np.repeat(np.arange(labelled), 10))
         return out
 
     return base.Family(init, train_step, eval_step, sample, pictures, conditional=m.conditional)

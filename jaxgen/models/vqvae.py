@@ -70,8 +70,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         params = net.init(net_rng, x, books)
         for l in reversed(range(m.levels)):
             z = net.apply(params, x, books, method=vq.VQVAE.encode)[0][l].reshape(-1, m.code_dim)
-            books[l] = z[jax.random.choice(pick_rngs[l], z.shape[0], (m.num_codes,),
-                                           replace=z.shape[0] < m.num_codes)]
+            books[l] = vq.random_picks(z, m.num_codes, pick_rngs[l])
         model_state = {"codebooks": [vq.codebook_from(b) for b in books]}
         return base.new_state(params, optimizer, config.optim.ema_decay, model_state=model_state)
 

@@ -34,6 +34,11 @@ def codebook_from(vectors: Array) -> Codebook:
     return Codebook(vectors, jnp.ones(vectors.shape[0]), vectors)
 
 
+def random_picks(z: Array, k: int, rng: Array) -> Array:
+    """k rows of z [N, D] drawn at random, distinct ones when N >= k."""
+    return z[jax.random.choice(rng, z.shape[0], (k,), replace=z.shape[0] < k)]
+
+
 def nearest_codes(z: Array, embeddings: Array) -> Array:
     """The index [...] of the code nearest to each vector of z [..., D] in squared distance."""
     cross = jnp.matmul(z, embeddings.T, precision=HIGHEST)
@@ -64,8 +69,7 @@ def reseed_dead(book: Codebook, z: Array, rng: Array, min_count: float) -> tuple
     ones when N >= K), counted once; returns the codebook and the number of codes re-seeded."""
     dead = book.counts < min_count
     k = book.counts.shape[0]
-    picks = z[jax.random.choice(rng, z.shape[0], (k,), replace=z.shape[0] < k)]
-    fresh = codebook_from(picks)
+    fresh = codebook_from(random_picks(z, k, rng))
     book = jax.tree.map(lambda new, old: jnp.where(
         dead.reshape((-1,) + (1,) * (old.ndim - 1)), new, old), fresh, book)
     return book, jnp.sum(dead)
