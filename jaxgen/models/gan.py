@@ -125,7 +125,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             labels = jax.random.randint(y_rng, (n,), 0, max(codes or spec.num_classes, 1))
         return jax.random.normal(z_rng, (n, m.latent_dim)), labels
 
-    def real_labels(x: Array, batch: base.Batch, book: vq.Codebook | None) -> Array:
+    def labels_of_real(x: Array, batch: base.Batch, book: vq.Codebook | None) -> Array:
         """D's labels for real images x [B, ...]: the nearest cluster, else the data's."""
         if clusters:
             return vq.nearest_codes(x.reshape(x.shape[0], -1), book.embeddings)
@@ -193,16 +193,14 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         b = x.shape[0] // k
         # [B, ...] -> [k, b, ...] keeping the sharded batch axis whole: slice i is every k-th row.
         real = jnp.swapaxes(x.reshape((b, k) + x.shape[1:]), 0, 1)
-        labels = real_labels(x, batch, book)
-        cluster_metrics = {}
+        labels = labels_of_real(x, batch, book)
+        new_book, cluster_metrics = book, {}
         if clusters:  # one online k-means step on this batch; the labels are the old centroids'
             flat = x.reshape(x.shape[0], -1)
             new_book = vq.ema_update(book, flat, labels, CLUSTER_DECAY, CLUSTER_EPS)
             new_book, reseeded = vq.reseed_dead(new_book, flat, c_rng, DEAD_CLUSTER)
             cluster_metrics = {"cluster_perplexity": vq.perplexity(labels, clusters),
                                "reseeded": reseeded.astype(jnp.float32)}
-        else:
-            new_book = book
         labels = labels.reshape(b, k).T
 
         # A Python loop, not lax.scan: convolutions inside XLA CPU while-loops ran ~6x slower.
@@ -246,7 +244,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         z, labels = latents(rng, x.shape[0], state.model_state)
         fake = gen.apply(base.eval_params(state)["g"], z, labels)
         score = lambda x, y: jnp.repeat(critic.apply(state.params["d"], x, y), packed)
-        return {"d_real": score(x, real_labels(x, batch, state.model_state)),
+        return {"d_real": score(x, labels_of_real(x, batch, state.model_state)),
                 "d_fake": score(fake, labels)}
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
