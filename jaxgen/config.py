@@ -192,7 +192,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     """What every GAN config shares: a DCGAN-style default (nonsaturating loss, Adam 2e-4 with
     b1 0.5 for both players, an EMA generator, subpixel upsampling for CPU speed). Variants for
     every GAN: 'transposed' (the DCGAN paper's transposed convs), 'info' (InfoGAN: a 10-way code
-    in G, guessed by a head of D), 'clusters' (G and D conditioned on 20 clusters of the real
+    in G, guessed by a head of D), 'clusters' (G and D conditioned on 50 clusters of the real
     images, found by online k-means). `model` overrides the architecture and the
     game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
     config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
@@ -218,7 +218,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     pick_variant(c, variant, dict(variants or {},
                                   transposed=lambda c: c.model.update(upsample="transposed"),
                                   info=lambda c: c.model.update(info_codes=10, info_weight=1.0),
-                                  clusters=lambda c: c.model.update(clusters=20)))
+                                  clusters=lambda c: c.model.update(clusters=50)))
     if "smoke" in (variant or "").split("+"):  # at most 2 critic updates: each is compiled
         c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8,
                        n_critic=min(c.model.n_critic, 2))
