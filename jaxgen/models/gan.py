@@ -193,21 +193,21 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         b = x.shape[0] // k
         # [B, ...] -> [k, b, ...] keeping the sharded batch axis whole: slice i is every k-th row.
         real = jnp.swapaxes(x.reshape((b, k) + x.shape[1:]), 0, 1)
-        labels = labels_of_real(x, batch, book)
+        real_labels = labels_of_real(x, batch, book)
         new_book, cluster_metrics = book, {}
         if clusters:  # one online k-means step on this batch; the labels are the old centroids'
             flat = x.reshape(x.shape[0], -1)
-            new_book = vq.ema_update(book, flat, labels, CLUSTER_DECAY, CLUSTER_EPS)
+            new_book = vq.ema_update(book, flat, real_labels, CLUSTER_DECAY, CLUSTER_EPS)
             new_book, reseeded = vq.reseed_dead(new_book, flat, c_rng, DEAD_CLUSTER)
-            cluster_metrics = {"cluster_perplexity": vq.perplexity(labels, clusters),
+            cluster_metrics = {"cluster_perplexity": vq.perplexity(real_labels, clusters),
                                "reseeded": reseeded.astype(jnp.float32)}
-        labels = labels.reshape(b, k).T
+        real_labels = real_labels.reshape(b, k).T
 
         # A Python loop, not lax.scan: convolutions inside XLA CPU while-loops ran ~6x slower.
         d_params, d_opt, d_metrics = state.params["d"], state.opt_state["d"], []
         for i, key in enumerate(jax.random.split(d_rng, k)):
             d_params, d_opt, metrics = critic_update(d_params, d_opt, state.params["g"], book,
-                                                     real[i], labels[i], key)
+                                                     real[i], real_labels[i], key)
             d_metrics.append(metrics)
         z, labels = latents(g_rng, b, book)
 
