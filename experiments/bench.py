@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxgen import config as config_lib, sharding, train
+from jaxgen import allocator, config as config_lib, sharding, train
 from jaxgen.data import pipeline
 from jaxgen.errors import UserError
 
@@ -86,6 +86,7 @@ def host_info() -> dict[str, Any]:
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
         "warnings": warnings,
     }
 
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     peak = matmul_peak(size, reps)
     say(f"jax {host['jax_version']}, backend {host['backend']}, {host['device_count']} "
         f"device(s) of kind {host['device_kind']}, CPU {host['cpu_model']} "
-        f"({host['cpu_count']} usable logical cores)")
+        f"({host['cpu_count']} usable logical cores); GLIBC_TUNABLES="
+        f"{host['glibc_tunables'] or '(unset)'}")
     say(f"matmul peak (float32 {size}x{size}, best of {reps}): {peak / 1e9:.1f} GFLOP/s per device")
     timed = f"{args.steps}" if args.steps else f"~{args.budget:g}s of"
     say(f"{args.warmup} warm-up + {timed} timed train steps on prepared batches; pipeline "
@@ -288,4 +290,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    allocator.reexec_with_tunables()
     sys.exit(main())

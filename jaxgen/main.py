@@ -3,7 +3,7 @@ import argparse
 import os
 import sys
 
-from jaxgen import config as config_lib
+from jaxgen import allocator, config as config_lib
 from jaxgen.errors import Interrupted, UserError
 
 DESCRIPTION = """Train, evaluate or sample a jaxgen model. Running the same command again resumes
@@ -57,4 +57,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    allocator.reexec_with_tunables()
     sys.exit(main())
