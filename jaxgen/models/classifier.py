@@ -14,6 +14,7 @@ import optax
 from jaxgen.data.preprocess import to_model_space
 from jaxgen.errors import UserError
 from jaxgen.models import base
+from jaxgen.nn.conv import Conv
 
 Array = jax.Array
 nn = flax.linen
@@ -65,7 +66,7 @@ class CNN(nn.Module):
             x = nn.relu(x + bias)
         for width in self.widths:
             for i in range(self.convs_per_stage):
-                x = nn.Conv(width, (3, 3), use_bias=False)(x)
+                x = Conv(width, (3, 3), use_bias=False)(x)
                 if self.pool_first and i == 0:
                     x = nn.max_pool(x, (2, 2), strides=(2, 2))
                 x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))

@@ -23,6 +23,7 @@ from jaxgen.data.preprocess import to_model_space
 from jaxgen.errors import UserError
 from jaxgen.models import base
 from jaxgen.nn import flows as fl
+from jaxgen.nn.conv import Conv
 
 Array = jax.Array
 FLOWS = ("nice", "realnvp", "glow")
@@ -74,7 +75,7 @@ class FlowNet(nn.Module):
                         layers += [fl.ActNorm()] if self.actnorm else []
             stages.append(layers)
         self.stages = stages
-        self.priors = [nn.Conv(2 * s[-1], (3, 3), kernel_init=nn.initializers.zeros)
+        self.priors = [Conv(2 * s[-1], (3, 3), kernel_init=nn.initializers.zeros)
                        for s in self.shapes[:-1]] if self.flow == "glow" else []
 
     def _prior(self, level: int, kept: Array) -> tuple[Array, Array]:

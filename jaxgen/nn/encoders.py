@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.errors import UserError
+from jaxgen.nn.conv import Conv
 
 ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "softplus": nn.softplus, "gelu": nn.gelu,
                "elu": nn.elu, "leaky_relu": nn.leaky_relu, "swish": nn.swish}
@@ -30,7 +31,7 @@ class Encoder(nn.Module):
         act = activation(self.act)
         if self.arch == "conv":
             for ch in self.hidden:
-                x = act(nn.Conv(ch, (4, 4), strides=(2, 2))(x))
+                x = act(Conv(ch, (4, 4), strides=(2, 2))(x))
         x = x.reshape(x.shape[0], -1)
         if self.arch == "mlp":
             for width in self.hidden:
@@ -58,8 +59,8 @@ class Decoder(nn.Module):
         x = act(nn.Dense((h // f) * (w // f) * self.hidden[-1])(z))
         x = x.reshape(z.shape[0], h // f, w // f, self.hidden[-1])
         for ch in reversed(self.hidden):
-            x = act(nn.Conv(ch, (3, 3))(upsample(x)))
-        return nn.Conv(c, (3, 3))(x)
+            x = act(Conv(ch, (3, 3))(upsample(x)))
+        return Conv(c, (3, 3))(x)
 
 
 def upsample(x: jax.Array) -> jax.Array:

@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.conv import Conv
+
 Array = jax.Array
 
 
@@ -46,9 +48,9 @@ class ConvNet(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = nn.relu(nn.Conv(self.hidden, (3, 3))(x))
-        x = nn.relu(nn.Conv(self.hidden, (1, 1))(x))
-        return nn.Conv(self.out, (3, 3), kernel_init=nn.initializers.zeros)(x)
+        x = nn.relu(Conv(self.hidden, (3, 3))(x))
+        x = nn.relu(Conv(self.hidden, (1, 1))(x))
+        return Conv(self.out, (3, 3), kernel_init=nn.initializers.zeros)(x)
 
 
 class AdditiveCoupling(nn.Module):

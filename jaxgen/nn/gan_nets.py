@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.errors import UserError
+from jaxgen.nn.conv import Conv
 from jaxgen.nn.encoders import upsample
 
 Array = jax.Array
@@ -95,7 +96,7 @@ class SpectralNormed:
         return value / spectral_norm(value) if name in ("kernel", "embedding") else value
 
 
-class SNConv(SpectralNormed, nn.Conv):
+class SNConv(SpectralNormed, Conv):
     pass
 
 
@@ -109,7 +110,7 @@ class SNEmbed(SpectralNormed, nn.Embed):
 
 def critic_layers(normed: bool) -> tuple[type, type, type]:
     """The (Conv, Dense, Embed) classes of a critic, spectrally normalised or not."""
-    return (SNConv, SNDense, SNEmbed) if normed else (nn.Conv, nn.Dense, nn.Embed)
+    return (SNConv, SNDense, SNEmbed) if normed else (Conv, nn.Dense, nn.Embed)
 
 
 def _mean_pool(x: Array) -> Array:
@@ -124,9 +125,9 @@ class GResBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         h = upsample(nn.relu(BatchNorm()(x)))
-        h = nn.Conv(self.width, (3, 3))(h)
-        h = nn.Conv(self.width, (3, 3))(nn.relu(BatchNorm()(h)))
-        return h + nn.Conv(self.width, (1, 1))(upsample(x))
+        h = Conv(self.width, (3, 3))(h)
+        h = Conv(self.width, (3, 3))(nn.relu(BatchNorm()(h)))
+        return h + Conv(self.width, (1, 1))(upsample(x))
 
 
 def pack(x: Array, m: int) -> Array:
@@ -191,7 +192,7 @@ class Generator(nn.Module):
         if self.upsample == "transposed":
             return nn.ConvTranspose(features, (4, 4), strides=(2, 2))(x)
         b, h, w, _ = x.shape
-        x = nn.Conv(4 * features, (3, 3))(x).reshape(b, h, w, 2, 2, features)
+        x = Conv(4 * features, (3, 3))(x).reshape(b, h, w, 2, 2, features)
         return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, features)
 
     @nn.compact
@@ -216,7 +217,7 @@ class Generator(nn.Module):
             return jnp.tanh(self.up(c, x))
         for _ in range(n):
             x = GResBlock(ch)(x)
-        return jnp.tanh(nn.Conv(c, (3, 3))(nn.relu(BatchNorm()(x))))
+        return jnp.tanh(Conv(c, (3, 3))(nn.relu(BatchNorm()(x))))
 
 
 class Critic(nn.Module):

@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.nn.conv import Conv
+
 Array = jax.Array
 
 
@@ -57,7 +59,7 @@ class MaskedConv(nn.Module):
         center = self.center or (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
         mask = causal_mask(self.kernel_size, center, channel_groups(x.shape[-1], self.colors),
                            channel_groups(self.features, self.colors), self.mask_type)
-        return nn.Conv(self.features, self.kernel_size, padding=self.padding, mask=mask)(x)
+        return Conv(self.features, self.kernel_size, padding=self.padding, mask=mask)(x)
 
 
 def label_bias(labels: Array, num_classes: int, features: int) -> Array | float:
@@ -127,13 +129,13 @@ class GatedLayer(nn.Module):
     def __call__(self, v: Array, h: Array, labels: Array, train: bool,
                  cond: Array | None = None) -> tuple[Array, Array]:
         p, r = self.features, self.kernel // 2
-        v_pre = nn.Conv(2 * p, (r + 1, self.kernel), padding=((r, 0), (r, r)))(v)
+        v_pre = Conv(2 * p, (r + 1, self.kernel), padding=((r, 0), (r, r)))(v)
         h_pre = MaskedConv(2 * p, (1, r + 1), "A" if self.first else "B", self.colors,
                            padding=((0, 0), (r, 0)), center=(0, r))(h)
-        h_pre = h_pre + nn.Conv(2 * p, (1, 1))(down_shift(v_pre))
+        h_pre = h_pre + Conv(2 * p, (1, 1))(down_shift(v_pre))
         bias = label_bias(labels, self.num_classes, 4 * p)
         if cond is not None:
-            bias = bias + nn.Conv(4 * p, (1, 1))(cond)
+            bias = bias + Conv(4 * p, (1, 1))(cond)
         if self.num_classes or cond is not None:
             v_pre, h_pre = v_pre + bias[..., :2 * p], h_pre + bias[..., 2 * p:]
         gated = nn.Dropout(self.dropout, deterministic=not train)(gate(h_pre, self.colors))
@@ -161,7 +163,7 @@ class GatedPixelCNN(nn.Module):
         v = h = x
         if cond is not None:  # known in full: unmasked convs may look ahead
             for _ in range(2):
-                cond = nn.relu(nn.Conv(self.features, (3, 3))(cond))
+                cond = nn.relu(Conv(self.features, (3, 3))(cond))
         for i in range(self.layers):
             v, h = GatedLayer(self.features, self.first_kernel if i == 0 else self.kernel, i == 0,
                               self.colors, self.num_classes, self.dropout)(v, h, labels, train,

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.conv import Conv
 from jaxgen.nn.masked import down_shift, label_bias
 
 Array = jax.Array
@@ -39,7 +40,7 @@ class ShiftedConv(nn.Module):
         kh, kw = self.kernel_size
         cols = (kw - 1, 0) if self.right else ((kw - 1) // 2, (kw - 1) // 2)
         x = jnp.pad(x, ((0, 0), (kh - 1, 0), cols, (0, 0)))
-        return nn.Conv(self.features, self.kernel_size, strides=self.stride, padding="VALID")(x)
+        return Conv(self.features, self.kernel_size, strides=self.stride, padding="VALID")(x)
 
 
 class ShiftedDeconv(nn.Module):

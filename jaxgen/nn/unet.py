@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.errors import UserError
+from jaxgen.nn.conv import Conv
 from jaxgen.nn.encoders import upsample
 
 Array = jax.Array
@@ -61,11 +62,11 @@ class ResBlock(nn.Module):
     @nn.compact
     def __call__(self, x: Array, emb: Array, train: bool) -> Array:
         h = nn.swish(nn.GroupNorm(self.groups)(x))
-        h = nn.Conv(self.out_ch, (3, 3), kernel_init=default_init)(h)
+        h = Conv(self.out_ch, (3, 3), kernel_init=default_init)(h)
         h = h + nn.Dense(self.out_ch, kernel_init=default_init)(nn.swish(emb))[:, None, None, :]
         h = nn.swish(nn.GroupNorm(self.groups)(h))
         h = nn.Dropout(self.dropout, deterministic=not train)(h)
-        h = nn.Conv(self.out_ch, (3, 3), kernel_init=zeros)(h)
+        h = Conv(self.out_ch, (3, 3), kernel_init=zeros)(h)
         if x.shape[-1] != self.out_ch:
             x = nn.Dense(self.out_ch, kernel_init=default_init)(x)
         return x + h
@@ -92,7 +93,7 @@ class Downsample(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return nn.Conv(x.shape[-1], (3, 3), strides=(2, 2), kernel_init=default_init)(x)
+        return Conv(x.shape[-1], (3, 3), strides=(2, 2), kernel_init=default_init)(x)
 
 
 class Upsample(nn.Module):
@@ -100,7 +101,7 @@ class Upsample(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        return nn.Conv(x.shape[-1], (3, 3), kernel_init=default_init)(upsample(x))
+        return Conv(x.shape[-1], (3, 3), kernel_init=default_init)(upsample(x))
 
 
 class UNet(nn.Module):
@@ -134,7 +135,7 @@ class UNet(nn.Module):
             h = ResBlock(width, self.dropout, self.groups)(h, emb, train)
             return AttentionBlock(self.groups)(h) if h.shape[1] in self.attn_resolutions else h
 
-        skips = [nn.Conv(self.ch, (3, 3), kernel_init=default_init)(x)]
+        skips = [Conv(self.ch, (3, 3), kernel_init=default_init)(x)]
         for level, mult in enumerate(self.ch_mult):
             for _ in range(self.num_res_blocks):
                 skips.append(block(skips[-1], self.ch * mult))
@@ -153,4 +154,4 @@ class UNet(nn.Module):
             if level > 0:
                 h = Upsample()(h)
         h = nn.swish(nn.GroupNorm(self.groups)(h))
-        return nn.Conv(self.out_ch, (3, 3), kernel_init=zeros)(h)
+        return Conv(self.out_ch, (3, 3), kernel_init=zeros)(h)

@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgen.nn.conv import Conv
 from jaxgen.nn.encoders import upsample
 
 Array = jax.Array
@@ -92,8 +93,8 @@ class ResidualStack(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for _ in range(self.blocks):
-            h = nn.Conv(self.hidden, (3, 3))(nn.relu(x))
-            x = x + nn.Conv(self.features, (1, 1))(nn.relu(h))
+            h = Conv(self.hidden, (3, 3))(nn.relu(x))
+            x = x + Conv(self.features, (1, 1))(nn.relu(h))
         return nn.relu(x)
 
 
@@ -109,9 +110,9 @@ class Downsampler(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         for i in range(self.steps):
-            x = nn.Conv(self.features // (2 if i < self.steps - 1 else 1), (4, 4), (2, 2))(x)
+            x = Conv(self.features // (2 if i < self.steps - 1 else 1), (4, 4), (2, 2))(x)
             x = nn.relu(x)
-        x = nn.Conv(self.features, (3, 3))(x)
+        x = Conv(self.features, (3, 3))(x)
         return ResidualStack(self.features, self.hidden, self.blocks)(x)
 
 
@@ -128,11 +129,11 @@ class Upsampler(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        x = nn.Conv(self.features, (3, 3))(x)
+        x = Conv(self.features, (3, 3))(x)
         x = ResidualStack(self.features, self.hidden, self.blocks)(x)
         for i in range(self.steps):
             last = i == self.steps - 1
-            x = nn.Conv(self.out if last else self.features // 2, (3, 3))(upsample(x))
+            x = Conv(self.out if last else self.features // 2, (3, 3))(upsample(x))
             x = x if last else nn.relu(x)
         return x
 
@@ -153,9 +154,9 @@ class VQVAE(nn.Module):
     def setup(self):
         f, h, b = self.features, self.hidden, self.blocks
         self.down = [Downsampler(f, h, b, 2 if l == 0 else 1) for l in range(self.levels)]
-        self.pre = [nn.Conv(self.code_dim, (1, 1)) for _ in range(self.levels)]
+        self.pre = [Conv(self.code_dim, (1, 1)) for _ in range(self.levels)]
         self.cond = [Upsampler(f, h, b, 1, self.code_dim) for _ in range(self.levels - 1)]
-        self.lift = [nn.Conv(self.code_dim, (3, 3)) for _ in range(self.levels - 1)]
+        self.lift = [Conv(self.code_dim, (3, 3)) for _ in range(self.levels - 1)]
         self.up = Upsampler(f, h, b, 2, self.channels)
 
     def encode(self, x: Array, embeddings: Sequence[Array]
