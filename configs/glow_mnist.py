@@ -10,4 +10,5 @@ from jaxgen.config import flow_config
 
 def get_config(variant=None):
     return flow_config("glow", "mnist", variant, tiny=dict(levels=2, steps=1, hidden=8),
+                       cpu=dict(steps=10_000, batch_size=64, model=dict(steps=8, hidden=128)),
                        levels=2, steps=16, hidden=256, lu=True)

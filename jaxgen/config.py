@@ -165,9 +165,23 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict) -> ConfigDi
     return c
 
 
-def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict, **model) -> ConfigDict:
+def cpu_schedule(c: ConfigDict, steps: int, batch_size: int, model: dict | None = None,
+                 warmup: int = 200, evals: int = 4) -> ConfigDict:
+    """The 'cpu' variant's training, sized for about 90 minutes of one CPU core: `model`
+    overrides, warmup then cosine decay over `steps`, checkpoints every 500 steps, `evals`
+    evals (the last at the end) and a sample grid at each."""
+    c.model.update(model or {})
+    c.optim.update(schedule="cosine", warmup_steps=warmup, decay_steps=steps)
+    c.train.update(steps=steps, batch_size=batch_size, log_every=100, checkpoint_every=500,
+                   eval_every=steps // evals, sample_every=steps // evals)
+    return c
+
+
+def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict,
+                cpu: dict | None = None, **model) -> ConfigDict:
     """What every flow config shares; `model` sets its architecture, `tiny` the small one of the
-    'tiny' and 'smoke' variants. Glow configs also get 'plain' (non-LU 1x1 convs)."""
+    'tiny' and 'smoke' variants, `cpu` the arguments of `cpu_schedule` for the 'cpu' variant.
+    Glow configs also get 'plain' (non-LU 1x1 convs)."""
     c = base_config()
     c.data.name = dataset
     c.data.space = "dequantize"
@@ -179,6 +193,8 @@ def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict, **mode
                    eval_every=10_000, sample_every=5000)
     c.eval.update(batch_size=500, num_samples=1000)
     variants = {"tiny": lambda c: c.model.update(tiny)}
+    if cpu is not None:
+        variants["cpu"] = lambda c: cpu_schedule(c, **cpu)
     if flow == "glow":
         variants["plain"] = lambda c: c.model.update(lu=False)
     pick_variant(c, variant, variants)
