@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.errors import UserError
-from jaxgen.nn.conv import Conv
+from jaxgen.nn.conv import Conv, ConvTranspose
 from jaxgen.nn.encoders import upsample
 
 Array = jax.Array
@@ -190,7 +190,7 @@ class Generator(nn.Module):
         former reads a 2x2 input window, inside the latter's 3x3 one, so subpixel can express it;
         its gradient ran 4x faster on XLA's CPU backend (experiments/README.md)."""
         if self.upsample == "transposed":
-            return nn.ConvTranspose(features, (4, 4), strides=(2, 2))(x)
+            return ConvTranspose(features, (4, 4), strides=(2, 2))(x)
         b, h, w, _ = x.shape
         x = Conv(4 * features, (3, 3))(x).reshape(b, h, w, 2, 2, features)
         return x.transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, features)

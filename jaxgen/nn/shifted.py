@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.nn.conv import Conv
+from jaxgen.nn.conv import Conv, ConvTranspose
 from jaxgen.nn.masked import down_shift, label_bias
 
 Array = jax.Array
@@ -53,7 +53,7 @@ class ShiftedDeconv(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         _, h, w, _ = x.shape
-        y = nn.ConvTranspose(self.features, self.kernel_size, strides=(2, 2), padding="VALID")(x)
+        y = ConvTranspose(self.features, self.kernel_size, strides=(2, 2), padding="VALID")(x)
         left = 0 if self.right else (self.kernel_size[1] - 1) // 2
         return y[:, :2 * h, left:left + 2 * w]
 
