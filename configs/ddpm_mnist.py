@@ -15,4 +15,6 @@ def get_config(variant=None):
         sampler="ddim", sample_steps=100,
         optim=dict(learning_rate=2e-4, warmup_steps=1000, ema_decay=0.999),
         train=dict(steps=30_000, batch_size=128, log_every=500, checkpoint_every=5000,
-                   eval_every=10_000, sample_every=5000))
+                   eval_every=10_000, sample_every=5000),
+        cpu=dict(steps=2800, batch_size=64, evals=2,
+                 model=dict(ch=32, norm_groups=8), optim=dict(learning_rate=5e-4)))

@@ -12,4 +12,4 @@ from jaxgen.config import flow_config
 
 def get_config(variant=None):
     return flow_config("realnvp", "mnist", variant, tiny=dict(levels=2, steps=1, hidden=8),
-                       levels=2, steps=3, hidden=64)
+                       cpu=dict(steps=12_000, batch_size=64), levels=2, steps=3, hidden=64)

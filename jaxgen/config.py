@@ -145,14 +145,19 @@ def shrink_to_smoke(c: ConfigDict) -> ConfigDict:
     """The tiny variant every config has: a few steps of everything, for tests and CI."""
     c.train.update(steps=6, batch_size=16, log_every=3, checkpoint_every=3, eval_every=6,
                    sample_every=6)
+    c.optim.warmup_steps = min(c.optim.warmup_steps, 3)  # a smoke run must move
     c.eval.update(batch_size=16, num_examples=32, num_samples=16, sample_grid=16,
                   picture_examples=32, iwae_samples=min(c.eval.iwae_samples, 4),
                   iwae_chunk=min(c.eval.iwae_chunk, 2))
     return c
 
 
-def pick_variant(c: ConfigDict, variant: str | None, variants: dict) -> ConfigDict:
-    """Applies `variants[variant]` (a function editing c) and 'smoke' (after a '+' too: 'conv+smoke')."""
+def pick_variant(c: ConfigDict, variant: str | None, variants: dict,
+                 cpu: dict | None = None) -> ConfigDict:
+    """Applies `variants[variant]` (a function editing c), 'smoke' (after a '+' too: 'conv+smoke')
+    and, where the config gives `cpu` (the arguments of `cpu_schedule`), 'cpu'."""
+    if cpu is not None:
+        variants = dict(variants, cpu=lambda c: cpu_schedule(c, **cpu))
     for name in (variant or "").split("+"):
         if not name:
             continue
@@ -166,11 +171,12 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict) -> ConfigDi
 
 
 def cpu_schedule(c: ConfigDict, steps: int, batch_size: int, model: dict | None = None,
-                 warmup: int = 200, evals: int = 4) -> ConfigDict:
-    """The 'cpu' variant's training, sized for about 90 minutes of one CPU core: `model`
-    overrides, warmup then cosine decay over `steps`, checkpoints every 500 steps, `evals`
-    evals (the last at the end) and a sample grid at each."""
+                 optim: dict | None = None, warmup: int = 200, evals: int = 4) -> ConfigDict:
+    """The 'cpu' variant's training, sized for about 90 minutes of one CPU core: `model` and
+    `optim` overrides, warmup then cosine decay over `steps`, checkpoints every 500 steps,
+    `evals` evals (the last at the end) and a sample grid at each."""
     c.model.update(model or {})
+    c.optim.update(optim or {})
     c.optim.update(schedule="cosine", warmup_steps=warmup, decay_steps=steps)
     c.train.update(steps=steps, batch_size=batch_size, log_every=100, checkpoint_every=500,
                    eval_every=steps // evals, sample_every=steps // evals)
@@ -193,11 +199,9 @@ def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict,
                    eval_every=10_000, sample_every=5000)
     c.eval.update(batch_size=500, num_samples=1000)
     variants = {"tiny": lambda c: c.model.update(tiny)}
-    if cpu is not None:
-        variants["cpu"] = lambda c: cpu_schedule(c, **cpu)
     if flow == "glow":
         variants["plain"] = lambda c: c.model.update(lu=False)
-    pick_variant(c, variant, variants)
+    pick_variant(c, variant, variants, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(tiny)
     return c
@@ -243,7 +247,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
 
 
 def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: dict,
-                train: dict, **model) -> ConfigDict:
+                train: dict, cpu: dict | None = None, **model) -> ConfigDict:
     """What every diffusion config shares (defaults: the DDPM CIFAR-10 model); `model`, `optim`
     and `train` override. Variants: cond (class-conditional, label dropout 0.1, guidance scale
     `guidance`), ddim (50 deterministic DDIM steps), cosine (schedule), v (v-prediction), smoke
@@ -269,7 +273,7 @@ def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: di
         "cosine": lambda c: c.model.update(schedule="cosine"),
         "v": lambda c: c.model.update(prediction="v"),
     }
-    pick_variant(c, variant, variants)
+    pick_variant(c, variant, variants, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(), dropout=0.0,
                        norm_groups=4, timesteps=10, sample_steps=5)
@@ -278,7 +282,7 @@ def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: di
 
 def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dict | None,
                     smoke: dict, train: dict, optim: dict | None = None,
-                    **model) -> ConfigDict:
+                    cpu: dict | None = None, **model) -> ConfigDict:
     """What every PixelCNN config shares; `model` sets the architecture (see the keys below),
     `smoke` the tiny one of the 'smoke' variant, `train` and `optim` the schedule. Binarized
     configs also get the '8bit' variant."""
@@ -299,7 +303,7 @@ def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dic
     c.eval.completions = 8  # test images in the completion picture (0: none)
     if space == "binarize":
         variants = {"8bit": _pixelcnn_eight_bit, **(variants or {})}
-    pick_variant(c, variant, variants or {})
+    pick_variant(c, variant, variants or {}, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(smoke)
         c.eval.update(completions=1, sample_grid=8, num_samples=8)  # sampling dominates a smoke run
@@ -313,7 +317,7 @@ def _pixelcnn_eight_bit(c: ConfigDict) -> None:
 
 
 def vqvae_config(dataset: str, variant: str | None, *, levels: int, train: dict,
-                 **model) -> ConfigDict:
+                 cpu: dict | None = None, **model) -> ConfigDict:
     """What every VQ-VAE (first-stage) config shares; `model` sets the sizes."""
     c = base_config()
     c.data.name = dataset
@@ -327,14 +331,14 @@ def vqvae_config(dataset: str, variant: str | None, *, levels: int, train: dict,
     c.model.update(model)
     c.optim.learning_rate = 2e-4
     c.train.update(train)
-    pick_variant(c, variant, {})
+    pick_variant(c, variant, {}, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(features=8, hidden=4, blocks=1, num_codes=16, code_dim=4)
     return c
 
 
 def vqprior_config(dataset: str, first_stage: str, variant: str | None, *, train: dict,
-                   **model) -> ConfigDict:
+                   cpu: dict | None = None, **model) -> ConfigDict:
     """What every VQ-VAE prior config shares: a Gated PixelCNN over the codes of the vqvae run
     in `first_stage`. Variants: cond (class-conditional), smoke (tiny, reads runs/<first>_smoke
     unless model.first_stage is set)."""
@@ -348,7 +352,7 @@ def vqprior_config(dataset: str, first_stage: str, variant: str | None, *, train
     c.optim.learning_rate = 3e-4
     c.train.update(train)
     c.eval.update(batch_size=100, num_samples=1000, sample_grid=100)
-    pick_variant(c, variant, {"cond": lambda c: c.model.update(conditional=True)})
+    pick_variant(c, variant, {"cond": lambda c: c.model.update(conditional=True)}, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(features=4, layers=2, out_hidden=8, first_stage=first_stage + "_smoke")
     return c

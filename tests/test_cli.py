@@ -17,7 +17,7 @@ SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smok
          "gaussian_mnist.py:pca50+smoke", "gaussian_cifar10.py:smoke",
          "autoencoder_mnist.py:smoke", "autoencoder_mnist.py:conv+smoke",
          "classifier_mnist.py:smoke", "classifier_cifar10.py:smoke", "nice_mnist.py:smoke",
-         "realnvp_mnist.py:smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:smoke",
+         "realnvp_mnist.py:smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:cpu+smoke",
          "glow_cifar10.py:smoke", "gan_mnist.py:smoke", "dcgan_mnist.py:smoke",
          "cgan_mnist.py:smoke", "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke",
          "wgan_gp_cifar10.py:smoke", "ddpm_mnist.py:smoke", "ddpm_mnist.py:cond+smoke",
@@ -35,12 +35,24 @@ def run(capsys, *args) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+# A 'cpu+smoke' entry (one per family with a cpu variant) trains CPU_STEPS steps and must lower
+# the training loss on real data.
+CPU_STEPS = 24
+
+
 @pytest.mark.parametrize("config", SMOKE)
 def test_smoke_config_trains_end_to_end(config, tmp_path, capsys):
     workdir = str(tmp_path)
-    code, err = run(capsys, "--config", cfg(config), "--workdir", workdir)
+    longer = [f"--config.train.{key}={value}" for key, value in dict(
+        steps=CPU_STEPS, checkpoint_every=CPU_STEPS // 2, eval_every=CPU_STEPS,
+        sample_every=CPU_STEPS).items()] if config.endswith(":cpu+smoke") else []
+    code, err = run(capsys, "--config", cfg(config), "--workdir", workdir, *longer)
     assert code == 0, err
-    check_smoke_run(config, workdir)
+    check_smoke_run(config, workdir, CPU_STEPS if longer else 6)
+    if longer:
+        with open(os.path.join(workdir, "metrics.jsonl")) as f:
+            losses = [r["loss"] for r in map(json.loads, f) if r.get("split") == "train"]
+        assert np.mean(losses[-2:]) < np.mean(losses[:2]), losses
 
 
 TWO_STAGE = [("vqvae_mnist", "smoke"), ("vqvae_mnist", "cond+smoke"), ("vqvae_cifar10", "smoke"),
@@ -80,26 +92,27 @@ def test_prior_without_a_first_stage_says_what_to_train(tmp_path, capsys):
     assert "holds no config.json; train a vqvae run there first" in err
 
 
-def check_smoke_run(config: str, workdir: str) -> None:
-    """The workdir of a finished smoke run holds what the loop writes."""
-    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
-    with open(os.path.join(workdir, "eval", "6.json")) as f:
+def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
+    """The workdir of a finished smoke run of `steps` steps holds what the loop writes."""
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == \
+        [str(steps // 2), str(steps)]
+    with open(os.path.join(workdir, "eval", f"{steps}.json")) as f:
         metrics = json.load(f)
     assert metrics["num_examples"] == 32
     assert all(v == v for v in metrics.values())  # no NaN
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        assert [json.loads(l)["step"] for l in f if '"train"' in l] == [3, 6]
-    assert os.listdir(os.path.join(workdir, "events"))
+        assert [json.loads(l)["step"] for l in f if '"train"' in l] == \
+            list(range(3, steps + 1, 3))
     if config.startswith("classifier"):  # generates nothing
         assert {"loss", "accuracy"} <= set(metrics)
         assert not os.path.exists(os.path.join(workdir, "samples"))
         return
     samples = os.listdir(os.path.join(workdir, "samples"))
-    assert "samples_000006.png" in samples
+    assert f"samples_{steps:06d}.png" in samples
     if "latent2" in config:
         assert {"manifold_000006.png", "latents_000006.png"} <= set(samples)
     if config.split("_")[0] in ("nice", "realnvp", "glow"):  # the loss terms apart, pictures
-        assert {"interpolations_000006.png", "samples_cold_000006.png"} <= set(samples)
+        assert {f"interpolations_{steps:06d}.png", f"samples_cold_{steps:06d}.png"} <= set(samples)
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             for line in f:
                 assert {"nll_bpd", "log_prior", "log_det"} <= set(json.loads(line)), line
