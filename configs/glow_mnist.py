@@ -2,8 +2,9 @@
 
 Dequantized pixels shifted to [-0.5, 0.5]; 2 levels (28 -> 14 -> 7) of K steps (actnorm, LU 1x1
 conv, affine coupling with sigmoid scale), learned conditional prior at the split. The issue's
-target: at most 1.10 bits/dim. Variants: plain (non-LU 1x1 convs), tiny, smoke (tiny model too).
-Figures reached: experiments/README.md.
+target: at most 1.10 bits/dim. Variants: plain (non-LU 1x1 convs), tiny, smoke (tiny model too),
+cpu (K = 8 steps of 128 channels, 10,000 steps x 64 with warmup and cosine decay: test 1.667
+bits/dim in 83 min on one CPU core). Figures reached: experiments/README.md.
 """
 from jaxgen.config import flow_config
 
