@@ -126,6 +126,7 @@ def base_config() -> ConfigDict:
     c.optim = ConfigDict(dict(
         name="adam", learning_rate=1e-3, b1=0.9, b2=0.999, weight_decay=0.0,
         schedule="constant", warmup_steps=0, decay_steps=0, grad_clip=0.0, ema_decay=0.0,
+        ema_warmup=False,  # EMA decay at most (1 + step) / (10 + step): for short runs
     ))
     c.train = ConfigDict(dict(
         steps=1000, batch_size=128, num_devices=0, shard_min_size=0,
@@ -173,11 +174,12 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict,
 def cpu_schedule(c: ConfigDict, steps: int, batch_size: int, model: dict | None = None,
                  optim: dict | None = None, warmup: int = 200, evals: int = 4) -> ConfigDict:
     """The 'cpu' variant's training, sized for about 90 minutes of one CPU core: `model` and
-    `optim` overrides, warmup then cosine decay over `steps`, checkpoints every 500 steps,
-    `evals` evals (the last at the end) and a sample grid at each."""
+    `optim` overrides, warmup then cosine decay over `steps`, an EMA (where the config keeps one)
+    with warmup, checkpoints every 500 steps, `evals` evals (the last at the end) and a sample
+    grid at each."""
     c.model.update(model or {})
     c.optim.update(optim or {})
-    c.optim.update(schedule="cosine", warmup_steps=warmup, decay_steps=steps)
+    c.optim.update(schedule="cosine", warmup_steps=warmup, decay_steps=steps, ema_warmup=True)
     c.train.update(steps=steps, batch_size=batch_size, log_every=100, checkpoint_every=500,
                    eval_every=steps // evals, sample_every=steps // evals)
     return c

@@ -64,7 +64,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         d = m.code_ema
         codes = {"mean": d * state.model_state["mean"] + (1 - d) * z.mean(0),
                  "var": d * state.model_state["var"] + (1 - d) * z.var(0)}
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         return state.replace(model_state=codes), {"loss": loss, "mse": loss}
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):

@@ -150,7 +150,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             return loss, (logits, updates["batch_stats"])
 
         (loss, (logits, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         accuracy = jnp.mean(logits.argmax(-1) == batch["label"])
         return state.replace(model_state=stats), {"loss": loss, "accuracy": accuracy}
 

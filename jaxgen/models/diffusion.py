@@ -317,7 +317,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             return jnp.mean(mse), (mse, t)
 
         (loss, (mse, t)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         quarter = t * 4 // m.timesteps
         by_quarter = {  # 0 when no example of the batch fell in that quarter of the timesteps
             f"mse_t{q}": jnp.sum(jnp.where(quarter == q, mse, 0.0))

@@ -175,7 +175,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
         (loss, (log_prior, logdet)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params)
-        new = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        new = base.apply_gradients(state, grads, optimizer, config.optim)
         metrics = {"loss": loss, "nll_bpd": loss, "log_prior": jnp.mean(log_prior),
                    "log_det": jnp.mean(logdet)}
         (kept, metrics), finite = base.keep_if_finite(  # a skipped step logs zeros

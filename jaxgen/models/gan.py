@@ -220,7 +220,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         updates, g_opt = opt_g.update(g_grads, state.opt_state["g"], state.params["g"])
         g_params = optax.apply_updates(state.params["g"], updates)
         ema = None if state.ema_params is None else {
-            "g": base.ema_update(state.ema_params["g"], g_params, ema_decay)}
+            "g": base.ema_update(state.ema_params["g"], g_params,
+                                 base.ema_decay_at(config.optim, state.step.astype(jnp.float32)))}
         new = state.replace(step=state.step + 1, params={"g": g_params, "d": d_params},
                             opt_state={"g": g_opt, "d": d_opt}, model_state=new_book,
                             ema_params=ema)

@@ -205,7 +205,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             return jnp.mean(losses.bits_per_dim(values, num_dims)), values
 
         (loss, values), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         return state, {"loss": loss, "nll": jnp.mean(values), "nll_bpd": loss}
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):

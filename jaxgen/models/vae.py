@@ -117,7 +117,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             return jnp.mean(recon + beta * kl), (recon, kl)
 
         (loss, (recon, kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         nelbo = recon + kl
         return state, {"loss": loss, "elbo": -jnp.mean(nelbo), "recon": jnp.mean(recon),
                        "kl": jnp.mean(kl), "beta": beta, "elbo_bpd": jnp.mean(bpd(nelbo))}

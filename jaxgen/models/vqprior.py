@@ -120,7 +120,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             return jnp.mean(sum(nlls)) / num_codes, nlls
 
         (loss, nlls), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         return state, {"loss": loss, **{k: jnp.mean(v) for k, v in metrics_of(nlls).items()}}
 
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):

@@ -87,7 +87,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
         (loss, (commit, recon, z_e, codes)), grads = jax.value_and_grad(
             loss_fn, has_aux=True)(state.params)
-        state = base.apply_gradients(state, grads, optimizer, config.optim.ema_decay)
+        state = base.apply_gradients(state, grads, optimizer, config.optim)
         errors = losses.reconstruction_errors(to_unit(x, space), to_unit(recon, space))
         metrics = {"loss": loss, "commitment": commit, "mse": jnp.mean(errors["mse"])}
         books = []
