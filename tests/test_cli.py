@@ -17,12 +17,12 @@ SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smok
          "gaussian_mnist.py:pca50+smoke", "gaussian_cifar10.py:smoke",
          "autoencoder_mnist.py:smoke", "autoencoder_mnist.py:conv+smoke",
          "classifier_mnist.py:smoke", "classifier_cifar10.py:smoke", "nice_mnist.py:smoke",
-         "realnvp_mnist.py:smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:cpu+smoke",
+         "realnvp_mnist.py:cpu+smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:cpu+smoke",
          "glow_cifar10.py:smoke", "gan_mnist.py:smoke", "dcgan_mnist.py:smoke",
          "cgan_mnist.py:smoke", "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke",
-         "wgan_gp_cifar10.py:smoke", "ddpm_mnist.py:smoke", "ddpm_mnist.py:cond+smoke",
+         "wgan_gp_cifar10.py:smoke", "ddpm_mnist.py:smoke", "ddpm_mnist.py:cpu+cond+smoke",
          "ddpm_cifar10.py:smoke", "ddpm_cifar10_small.py:smoke", "pixelcnn_mnist.py:smoke",
-         "gated_pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:cond+smoke",
+         "gated_pixelcnn_mnist.py:cpu+smoke", "gated_pixelcnn_mnist.py:cond+smoke",
          "pixelcnnpp_cifar10.py:smoke"]
 
 
