@@ -7,13 +7,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from jaxgen import checkpoint, config as config_lib, models, sharding, viz, writers
+from jaxgen import (checkpoint, config as config_lib, evaluation, models, runs, sharding, viz,
+                    writers)
 from jaxgen.data import pipeline, sources
 from jaxgen.errors import Interrupted, UserError
-from jaxgen.metrics import sample_eval
 from jaxgen.models.base import DataSpec, Family, TrainState
 
 
@@ -42,17 +41,16 @@ class Experiment:
         cache = d.cache_dir or None
         self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, cache)
         self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, cache)
-        spec = DataSpec(self.train_data.images.shape[1:], self.train_data.num_classes)
-        self.family: Family = models.make(config, spec)
+        self.spec = DataSpec(self.train_data.images.shape[1:], self.train_data.num_classes)
+        self.family: Family = models.make(config, self.spec, runs.resolve_inputs(config))
+        self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use
 
         root = jax.random.key(config.seed)
         self.rng_init, self.rng_train, self.rng_eval, self.rng_sample = jax.random.split(root, 4)
         example = pipeline.example_batch(self.train_data, config.train.batch_size)
         self.example = sharding.to_global(example, self.mesh)
-        abstract = jax.eval_shape(self.family.init, self.rng_init, self.example)
-        self.state_sh = sharding.state_shardings(abstract, self.mesh, config.train.shard_min_size)
-        self.abstract = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, self.state_sh)
+        self.abstract = runs.abstract_state(self.family, config, self.spec, self.mesh)
+        self.state_sh = jax.tree.map(lambda a: a.sharding, self.abstract)
 
         repl, data_sh = sharding.replicated(self.mesh), sharding.batch_sharding(self.mesh)
         # Init runs once, and XLA's CPU backend spends most of its compile optimizing the
@@ -84,6 +82,7 @@ class Experiment:
             with open(tmp, "w") as f:
                 f.write(config_lib.to_json(self.config))
             os.replace(tmp, path)
+            runs.write_spec(self.workdir, self.spec)
 
     def restore(self, required: bool) -> tuple[TrainState, dict | None]:
         step = self.ckpt.latest_step()
@@ -232,7 +231,11 @@ class Experiment:
         _log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
              f"({time.perf_counter() - t:.1f}s): {writers.format_metrics(metrics)}")
         if cfg.feature_workdir:
-            metrics.update(sample_eval.sample_metrics(self, state))
+            if self._feature_net is None:
+                self._feature_net = evaluation.load_feature_net(cfg.feature_workdir)
+            metrics.update(evaluation.sample_metrics(
+                self.config, self._feature_net, lambda n: self.generate(state, n),
+                self.family.conditional, self.train_data, self.test_data))
         if self.is_main:
             os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
             with open(os.path.join(self.workdir, "eval", f"{step}.json"), "w") as f:
@@ -298,29 +301,6 @@ class Experiment:
 
     def close(self) -> None:
         self.ckpt.close()
-
-
-def restore_run(workdir: str, family: str, key: str, hint: str):
-    """(config, latest state, data spec, mesh) of the `family` run in workdir, read only; `key`
-    is the config key that named it and `hint` the config that trains one, for the errors."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
-        raise UserError(f"{key} {workdir!r} holds no config.json; train a {family} run there "
-                        f"first ({hint})")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
-    if config.model.family != family:
-        raise UserError(f"{key} {workdir!r} holds a {config.model.family!r} run; it must be a "
-                        f"{family} run ({hint})")
-    exp = Experiment(config, workdir)
-    try:
-        if exp.ckpt.latest_step() is None:
-            raise UserError(f"{key} {workdir!r} holds no checkpoint; train it first ({hint})")
-        state, _ = exp.restore(required=True)
-    finally:
-        exp.close()
-    spec = DataSpec(exp.train_data.images.shape[1:], exp.train_data.num_classes)
-    return config, state, spec, exp.mesh
 
 
 def run(config, workdir: str, mode: str) -> None:

@@ -14,6 +14,7 @@ from jaxgen.config import base_config
 from jaxgen.errors import UserError
 from jaxgen.models import pixelcnn
 from jaxgen.models.base import DataSpec
+from jaxgen.nn import autoregressive
 from jaxgen.nn.masked import causal_mask, channel_groups
 
 # (arch, likelihood, image shape, model size)
@@ -146,7 +147,7 @@ def test_sampler_draws_what_the_model_predicts_on_its_own_sample(name):
     apply, lik, shape = build(name)
     h, w, c = shape
     noise = jax.random.uniform(jax.random.key(4), (2, h, w, lik.noise_size))
-    fill = jax.jit(lambda x, u, start: pixelcnn.sample_pixels(apply, lik, x, u, start),
+    fill = jax.jit(lambda x, u, start: autoregressive.sample_pixels(apply, lik, x, u, start),
                    static_argnums=2)
     x = fill(jnp.zeros((2,) + shape), noise, 0)
     chex.assert_trees_all_close(jax.jit(lik.draw)(apply(x), noise), x)

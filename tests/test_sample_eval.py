@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxgen.main import main
-from jaxgen.metrics import features, sample_eval
+from jaxgen import evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEYS = {"fd", "kid_mean", "kid_std", "precision", "recall", "classifier_score", "coverage_min",
@@ -53,8 +53,8 @@ def test_eval_writes_sample_metrics_and_reuses_the_feature_cache(runs, capsys, m
         assert z["features"].shape == (24, 128) and z["probs"].shape == (24, 10)
 
     embedded = []
-    embed = features.FeatureNet.embed
-    monkeypatch.setattr(features.FeatureNet, "embed",
+    embed = evaluation.FeatureNet.embed
+    monkeypatch.setattr(evaluation.FeatureNet, "embed",
                         lambda self, images: embedded.append(len(images)) or embed(self, images))
     assert eval_with_features(runs, capsys)[0] == 0
     assert embedded == [24]  # only the samples; test and train features come from the cache
@@ -89,6 +89,6 @@ def test_misuse_is_one_clear_line(runs, capsys, extra, needle):
 
 
 def test_format_table_aligns_both_columns():
-    table = sample_eval.format_table({"fd": 1.5, "recall": 0.25}, {"fd": 0.1, "recall": 1.0})
+    table = evaluation.format_table({"fd": 1.5, "recall": 0.25}, {"fd": 0.1, "recall": 1.0})
     lines = table.splitlines()
     assert len(lines) == 3 and len({len(line) for line in lines}) == 1

@@ -112,9 +112,9 @@ def test_train_step_shapes_updates_and_learning(levels, shape):
     assert len(books) == levels
     for book in books:
         chex.assert_shape(book.embeddings, (8, 3))
-    net = vqvae.make_net(config.model, DataSpec(shape, 10))
+    net = vq.vqvae_net(config.model, shape[-1])
     x = batch["image"].astype(jnp.float32) / 127.5 - 1
-    _, codes, _ = net.apply(state.params, x, vqvae.embeddings_of(state.model_state),
+    _, codes, _ = net.apply(state.params, x, vq.embeddings_of(state.model_state),
                             method=vq.VQVAE.encode)
     assert [c.shape for c in codes] == [(8, shape[0] // 4 // 2**l, shape[1] // 4 // 2**l)
                                         for l in range(levels)]
@@ -134,7 +134,7 @@ def test_train_step_shapes_updates_and_learning(levels, shape):
 
 def test_quantization_runs_top_down():
     """Level 0's vectors read the decoded codes of level 1: moving level 1's codebook moves them."""
-    net = vqvae.make_net(vq_config(levels=2).model, DataSpec((16, 16, 3), 0))
+    net = vq.vqvae_net(vq_config(levels=2).model, 3)
     x = jax.random.uniform(jax.random.key(0), (2, 16, 16, 3), minval=-1, maxval=1)
     books = [jax.random.normal(jax.random.key(i), (8, 3)) for i in (1, 2)]
     params = net.init(jax.random.key(3), x, books)
@@ -151,9 +151,9 @@ def test_train_step_reseeds_dead_codes_from_the_batch():
     state = jax.jit(family.init)(jax.random.key(0), batch)
     new, metrics = jax.jit(family.train_step)(state, batch, jax.random.key(1))
     assert float(metrics["reseeded_0"]) == 8
-    net = vqvae.make_net(config.model, DataSpec((8, 8, 1), 10))
+    net = vq.vqvae_net(config.model, 1)
     x = batch["image"].astype(jnp.float32) / 127.5 - 1
-    z_e = net.apply(state.params, x, vqvae.embeddings_of(state.model_state),
+    z_e = net.apply(state.params, x, vq.embeddings_of(state.model_state),
                     method=vq.VQVAE.encode)[0][0].reshape(-1, 3)
     book = new.model_state["codebooks"][0]
     np.testing.assert_array_equal(book.counts, np.ones(8))
@@ -185,13 +185,13 @@ def test_bad_model_config_is_a_user_error(edit, needle):
         vqvae.make_family(vq_config(**edit), DataSpec((8, 8, 1), 10))
 
 
-def test_prior_refuses_a_non_positive_temperature_before_reading_the_first_stage():
+def test_prior_refuses_a_non_positive_temperature():
     config = base_config()
     config.model = ml_collections.ConfigDict(dict(
         family="vqprior", first_stage="/nonexistent", features=4, layers=1, out_hidden=4,
         dropout=0.0, conditional=False, temperature=0.0))
     with pytest.raises(UserError, match="temperature must be positive"):
-        vqprior.make_family(config, DataSpec((8, 8, 1), 10))
+        vqprior.make_family(config, DataSpec((8, 8, 1), 10), {})
 
 
 def test_non_pixel_space_and_parameter_ema_are_user_errors():

@@ -1,7 +1,8 @@
 """Model spaces: how uint8 pixels become model inputs, inside the jitted step.
 
 Preprocessing runs on the device so the input pipeline only moves uint8 batches, and its
-randomness (dynamic binarization, dequantization noise) comes from the step's JAX key.
+randomness (dynamic binarization, dequantization noise, augmentation) comes from the step's
+JAX key.
 """
 import jax
 import jax.numpy as jnp
@@ -51,3 +52,18 @@ def _need(rng: Array | None, space: str) -> Array:
     if rng is None:
         raise ValueError(f"data space {space!r} is random and needs an rng")
     return rng
+
+
+def augment(rng: Array, x: Array, crop_pad: int, flip: bool) -> Array:
+    """Per-example random translation by up to crop_pad pixels (zero padding) and, with flip,
+    random horizontal flips. x [B, H, W, C]."""
+    b, h, w, c = x.shape
+    crop_rng, flip_rng = jax.random.split(rng)
+    if crop_pad:
+        padded = jnp.pad(x, ((0, 0), (crop_pad, crop_pad), (crop_pad, crop_pad), (0, 0)))
+        offsets = jax.random.randint(crop_rng, (b, 2), 0, 2 * crop_pad + 1)
+        x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c)))(
+            padded, offsets)
+    if flip:
+        x = jnp.where(jax.random.bernoulli(flip_rng, 0.5, (b, 1, 1, 1)), x[:, :, ::-1], x)
+    return x

@@ -1,15 +1,32 @@
-"""One module per family; each has make_family(config, spec) -> Family."""
+"""One module per family; each has make_family(config, spec) -> Family.
+
+A family whose model reads other trained runs (a VQ prior's first stage) declares them in
+INPUT_RUNS = {model key: (the input run's family, the config that trains one)}; the loop loads
+them (jaxgen.runs) and its make_family(config, spec, inputs) gets {model key: Run}.
+"""
 import importlib
 
 from jaxgen.errors import UserError
-from jaxgen.models.base import DataSpec, Family
+from jaxgen.models.base import DataSpec, Family, Run
 
 FAMILIES = ("gaussian", "autoencoder", "vae", "classifier", "flows", "gan", "diffusion", "pixelcnn",
             "vqvae", "vqprior")
 
 
-def make(config, spec: DataSpec) -> Family:
+def _module(config):
     name = config.model.family
     if name not in FAMILIES:
         raise UserError(f"unknown model.family {name!r}; available: {', '.join(FAMILIES)}")
-    return importlib.import_module(f"jaxgen.models.{name}").make_family(config, spec)
+    return importlib.import_module(f"jaxgen.models.{name}")
+
+
+def input_runs(config) -> dict[str, tuple[str, str]]:
+    """{model key: (family, hint)} of the trained runs config's family reads."""
+    return getattr(_module(config), "INPUT_RUNS", {})
+
+
+def make(config, spec: DataSpec, inputs: dict[str, Run] | None = None) -> Family:
+    module = _module(config)
+    if hasattr(module, "INPUT_RUNS"):
+        return module.make_family(config, spec, inputs or {})
+    return module.make_family(config, spec)

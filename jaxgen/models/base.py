@@ -33,6 +33,17 @@ class DataSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class Run:
+    """A trained run read from its workdir (jaxgen.runs.load_run), as another run's input."""
+
+    workdir: str
+    config: Any
+    state: TrainState
+    spec: DataSpec
+    mesh: jax.sharding.Mesh
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """What train.py knows of a model family.
 

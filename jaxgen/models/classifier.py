@@ -2,7 +2,7 @@
 
 It generates nothing (Family.sample is None); it exists to be the feature network of the sample
 metrics: its penultimate layer (`model.feature_dim` wide, after ReLU) is the feature space and its
-softmax the class probabilities (jaxgen.metrics.features).
+softmax the class probabilities (jaxgen.evaluation).
 """
 from collections.abc import Callable
 
@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen.data.preprocess import to_model_space
+from jaxgen.data.preprocess import augment, to_model_space
 from jaxgen.errors import UserError
 from jaxgen.models import base
 from jaxgen.nn.conv import Conv
@@ -77,21 +77,6 @@ class CNN(nn.Module):
         features = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
         h = nn.Dropout(self.dropout, deterministic=not train)(features)
         return features, nn.Dense(self.num_classes)(h)
-
-
-def augment(rng: Array, x: Array, crop_pad: int, flip: bool) -> Array:
-    """Per-example random translation by up to crop_pad pixels (zero padding) and, with flip,
-    random horizontal flips. x [B, H, W, C]."""
-    b, h, w, c = x.shape
-    crop_rng, flip_rng = jax.random.split(rng)
-    if crop_pad:
-        padded = jnp.pad(x, ((0, 0), (crop_pad, crop_pad), (crop_pad, crop_pad), (0, 0)))
-        offsets = jax.random.randint(crop_rng, (b, 2), 0, 2 * crop_pad + 1)
-        x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, c)))(
-            padded, offsets)
-    if flip:
-        x = jnp.where(jax.random.bernoulli(flip_rng, 0.5, (b, 1, 1, 1)), x[:, :, ::-1], x)
-    return x
 
 
 def _network(config, spec: base.DataSpec) -> CNN:

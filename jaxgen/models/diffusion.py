@@ -22,10 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen import losses, viz
-from jaxgen.data.preprocess import to_model_space, to_unit
+from jaxgen.data.preprocess import augment, to_model_space, to_unit
 from jaxgen.errors import UserError
 from jaxgen.models import base
-from jaxgen.models.classifier import augment
 from jaxgen.nn.unet import UNet, check_unet
 
 Array = jax.Array

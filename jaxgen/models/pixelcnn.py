@@ -17,7 +17,6 @@ likelihoods), a full forward pass per step. Every draw inverts a CDF at a unifor
 (noise [n, H, W, N]), so a sample is a deterministic function of its noise.
 """
 import dataclasses
-from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -28,6 +27,7 @@ from jaxgen import losses, viz
 from jaxgen.data.preprocess import to_model_space, to_unit
 from jaxgen.errors import UserError
 from jaxgen.models import base
+from jaxgen.nn.autoregressive import inverse_cdf, sample_pixels
 from jaxgen.nn.masked import GatedPixelCNN, PixelCNN
 from jaxgen.nn.shifted import PixelCNNPP
 
@@ -48,11 +48,6 @@ def to_bins(x: Array) -> Array:
 
 def from_bins(k: Array) -> Array:
     return k * (2.0 / (NUM_BINS - 1)) - 1.0
-
-
-def inverse_cdf(probs: Array, u: Array) -> Array:
-    """The index drawn from probs [..., K] by the uniform u [...]."""
-    return jnp.minimum(jnp.sum(jnp.cumsum(probs, -1) < u[..., None], -1), probs.shape[-1] - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,26 +114,6 @@ class Likelihood:
             value = mean + jnp.exp(log_scales[..., c, 0]) * (jnp.log(uc) - jnp.log1p(-uc))
             x = x.at[..., c].set(from_bins(to_bins(value)))
         return x
-
-
-def sample_pixels(apply: Callable[[Array], Array], likelihood: Likelihood, x: Array,
-                  noise: Array, start: int = 0) -> Array:
-    """Draws every pixel (every channel, with per-channel masking) from raster step `start` on,
-    one forward pass `apply(x) -> outputs` each; x [n, H, W, C] holds the given pixels."""
-    n, _, w, c = x.shape
-    g = likelihood.colors
-
-    def step(t: Array, x: Array) -> Array:
-        i, j = t // g // w, t // g % w
-        out = jax.lax.dynamic_slice(apply(x), (0, i, j, 0), (n, 1, 1, likelihood.num_outputs))
-        u = jax.lax.dynamic_slice(noise, (0, i, j, 0), (n, 1, 1, noise.shape[-1]))
-        new = likelihood.draw(out, u)
-        if g > 1:  # step t draws channel t % g only
-            old = jax.lax.dynamic_slice(x, (0, i, j, 0), (n, 1, 1, c))
-            new = jnp.where(jnp.arange(c) == t % g, new, old)
-        return jax.lax.dynamic_update_slice(x, new, (0, i, j, 0))
-
-    return jax.lax.fori_loop(start, x.shape[1] * w * g, step, x)
 
 
 def check_model(m, space: str, spec: base.DataSpec) -> None:

@@ -11,7 +11,7 @@ vectors, upsampled to its size, at every position. log p(codes) is exact: eval r
 with several levels).
 
 Sampling draws the codes level by level, top first, one compiled loop over the positions each
-(pixelcnn.sample_pixels), and decodes them with the first stage; model.temperature divides the
+(nn.autoregressive.sample_pixels), and decodes them with the first stage; model.temperature divides the
 logits.
 """
 import dataclasses
@@ -23,9 +23,9 @@ import numpy as np
 from jaxgen import losses
 from jaxgen.data.preprocess import to_model_space, to_unit
 from jaxgen.errors import UserError
-from jaxgen.models import base, vqvae
-from jaxgen.models.pixelcnn import inverse_cdf, sample_pixels
+from jaxgen.models import base
 from jaxgen.nn import vq
+from jaxgen.nn.autoregressive import inverse_cdf, sample_pixels
 from jaxgen.nn.encoders import upsample
 from jaxgen.nn.masked import GatedPixelCNN
 
@@ -34,7 +34,7 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class Categorical:
-    """One code per position from K logits, as pixelcnn.sample_pixels draws pixels."""
+    """One code per position from K logits, as autoregressive.sample_pixels draws pixels."""
 
     num_outputs: int  # K
     temperature: float = 1.0
@@ -45,27 +45,28 @@ class Categorical:
         return inverse_cdf(probs, u[..., 0])[..., None].astype(jnp.float32)
 
 
-def make_family(config, spec: base.DataSpec) -> base.Family:
-    from jaxgen import train  # train imports the family registry
+INPUT_RUNS = {"first_stage": ("vqvae", "configs/vqvae_<dataset>.py")}
 
+
+def make_family(config, spec: base.DataSpec, inputs: dict[str, base.Run]) -> base.Family:
     m = config.model
     if not m.temperature > 0:
         raise UserError(f"model.temperature must be positive, not {m.temperature}")
     if m.conditional and spec.num_classes < 2:
         raise UserError(f"model.conditional needs a labelled dataset; this one has "
                         f"{spec.num_classes} classes")
-    first_config, first_state, first_spec, _ = train.restore_run(
-        m.first_stage, "vqvae", "model.first_stage", "configs/vqvae_<dataset>.py")
+    first = inputs["first_stage"]
+    first_config, first_state, first_spec = first.config, first.state, first.spec
     if first_config.data.name != config.data.name or first_spec.shape != spec.shape:
         raise UserError(f"model.first_stage {m.first_stage!r} was trained on "
                         f"{first_config.data.name} {first_spec.shape}, this prior on "
                         f"{config.data.name} {spec.shape}; set data.name to the first stage's")
     fm, space = first_config.model, first_config.data.space
-    first_net = vqvae.make_net(fm, spec)
+    first_net = vq.vqvae_net(fm, spec.shape[-1])
     frozen = jax.tree.map(jnp.asarray, jax.device_get({
         "params": base.eval_params(first_state),
-        "embeddings": vqvae.embeddings_of(first_state.model_state)}))
-    levels, k, shapes = fm.levels, fm.num_codes, vqvae.code_shapes(fm, spec)
+        "embeddings": vq.embeddings_of(first_state.model_state)}))
+    levels, k, shapes = fm.levels, fm.num_codes, vq.code_shapes(fm.levels, spec.shape)
     num_codes = sum(h * w for h, w in shapes)
     classes = spec.num_classes if m.conditional else 0
     net = GatedPixelCNN(m.features, m.layers, m.out_hidden, k, 1, classes, m.dropout)

@@ -41,24 +41,10 @@ def check_model(m, space: str, spec: base.DataSpec, ema_decay: float) -> None:
                         "optim.ema_decay=0 for the vqvae family")
 
 
-def make_net(m, spec: base.DataSpec) -> vq.VQVAE:
-    return vq.VQVAE(m.features, m.hidden, m.blocks, m.code_dim, m.levels, spec.shape[-1])
-
-
-def code_shapes(m, spec: base.DataSpec) -> list[tuple[int, int]]:
-    """(h, w) of each level's code map, bottom first."""
-    return [(spec.shape[0] // 2 ** (l + 2), spec.shape[1] // 2 ** (l + 2))
-            for l in range(m.levels)]
-
-
-def embeddings_of(model_state: dict) -> list[Array]:
-    return [book.embeddings for book in model_state["codebooks"]]
-
-
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m, space = config.model, config.data.space
     check_model(m, space, spec, config.optim.ema_decay)
-    net = make_net(m, spec)
+    net = vq.vqvae_net(m, spec.shape[-1])
     optimizer = base.make_optimizer(config.optim)
 
     def init(rng: Array, batch: base.Batch) -> base.TrainState:
@@ -76,7 +62,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
         x = to_model_space(batch["image"], space)
-        embeddings = embeddings_of(state.model_state)
+        embeddings = vq.embeddings_of(state.model_state)
 
         def loss_fn(params):
             recon, z_e, codes = net.apply(params, x, embeddings)
@@ -103,22 +89,23 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     def eval_step(state: base.TrainState, batch: base.Batch, rng: Array):
         del rng
         x = to_model_space(batch["image"], space)
-        recon, _, _ = net.apply(base.eval_params(state), x, embeddings_of(state.model_state))
+        recon, _, _ = net.apply(base.eval_params(state), x, vq.embeddings_of(state.model_state))
         return losses.reconstruction_errors(to_unit(x, space), to_unit(recon, space))
 
     def sample(state: base.TrainState, rng: Array, labels: Array) -> Array:
         n = labels.shape[0]
         books = state.model_state["codebooks"]
+        shapes = vq.code_shapes(m.levels, spec.shape)
         codes = [jax.random.categorical(r, jnp.log(jnp.maximum(b.counts, 1e-12)), shape=(n,) + s)
-                 for r, b, s in zip(jax.random.split(rng, m.levels), books, code_shapes(m, spec))]
-        x = net.apply(base.eval_params(state), codes, embeddings_of(state.model_state),
+                 for r, b, s in zip(jax.random.split(rng, m.levels), books, shapes)]
+        x = net.apply(base.eval_params(state), codes, vq.embeddings_of(state.model_state),
                       method=vq.VQVAE.decode_codes)
         return to_unit(x, space)
 
     @jax.jit
     def _reconstruct(state: base.TrainState, batch: base.Batch):
         x = to_model_space(batch["image"], space)
-        recon, _, _ = net.apply(base.eval_params(state), x, embeddings_of(state.model_state))
+        recon, _, _ = net.apply(base.eval_params(state), x, vq.embeddings_of(state.model_state))
         return to_unit(x, space), to_unit(recon, space)
 
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:

@@ -193,3 +193,18 @@ class VQVAE(nn.Module):
     def __call__(self, x: Array, embeddings: Sequence[Array]):
         z_e, codes, z_q = self.encode(x, embeddings)
         return self.decode(z_q), z_e, codes
+
+
+def vqvae_net(m, channels: int) -> VQVAE:
+    """The VQVAE of a vqvae config's model block `m`, for images of `channels` channels."""
+    return VQVAE(m.features, m.hidden, m.blocks, m.code_dim, m.levels, channels)
+
+
+def code_shapes(levels: int, shape: Sequence[int]) -> list[tuple[int, int]]:
+    """(h, w) of each level's code map, bottom first, for images of shape (H, W, C)."""
+    return [(shape[0] // 2 ** (l + 2), shape[1] // 2 ** (l + 2)) for l in range(levels)]
+
+
+def embeddings_of(model_state: dict) -> list[Array]:
+    """Each level's codebook vectors, from a VQ-VAE's model_state {'codebooks': [Codebook]}."""
+    return [book.embeddings for book in model_state["codebooks"]]
