@@ -1,11 +1,65 @@
-"""Orbax checkpoints of the train state and the input pipeline's position."""
+"""Orbax checkpoints of the train state and the input pipeline's position, each with a digest.
+
+Once a save has committed, jaxgen writes jaxgen_digest.json into its step directory: the SHA-256
+of every file there. A restore verifies it first, so a flipped, truncated or missing file is
+found before any array is read; `restore_latest` then falls back to the newest intact checkpoint.
+A checkpoint without a digest (saved before digests existed, or killed between its commit and
+its digest) is restored unverified.
+"""
+import hashlib
+import json
 import os
+import sys
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
 from jaxgen.errors import UserError
+
+DIGEST = "jaxgen_digest.json"
+DAMAGED = ".damaged"  # suffix of a damaged step directory set aside (orbax ignores it)
+
+
+def _file_digests(step_dir: str) -> dict[str, str]:
+    digests = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            rel = os.path.relpath(path, step_dir)
+            if rel in (DIGEST, DIGEST + ".tmp"):
+                continue
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digests[rel] = h.hexdigest()
+    return digests
+
+
+def write_digest(step_dir: str) -> None:
+    """Records the digest of every file in a committed step directory (atomically)."""
+    path, digests = os.path.join(step_dir, DIGEST), _file_digests(step_dir)
+    with open(path + ".tmp", "w") as f:
+        json.dump(digests, f, indent=0, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def damage(step_dir: str) -> str | None:
+    """What is wrong with a step directory against its digest (None: intact or no digest)."""
+    path = os.path.join(step_dir, DIGEST)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        want = json.load(f)
+    have = _file_digests(step_dir)
+    missing = sorted(set(want) - set(have))
+    changed = sorted(k for k in want if k in have and have[k] != want[k])
+    if missing:
+        return f"{len(missing)} file(s) missing ({missing[0]})"
+    if changed:
+        return f"{len(changed)} file(s) changed since the save ({changed[0]})"
+    return None
 
 
 class Checkpointer:
@@ -26,12 +80,19 @@ class Checkpointer:
             ),
             item_names=("state", "data"),
         )
+        self._undigested: list[int] = []
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def step_dir(self, step: int) -> str:
+        return os.path.join(self.directory, str(step))
+
     def save(self, step: int, state: Any, data_state: dict) -> None:
-        """Starts an async save; returns once the arrays are copied off the devices."""
+        """Starts an async save (after finishing the previous one and its digest); returns once
+        the arrays are copied off the devices."""
+        self._finish()
+        self._undigested.append(step)
         self._manager.save(
             step,
             args=ocp.args.Composite(
@@ -59,11 +120,45 @@ class Checkpointer:
         _check_shapes(abstract_state, restored.state, self.directory, step)
         return restored.state, restored.data
 
-    def wait(self) -> None:
+    def restore_latest(self, abstract_state: Any, set_aside: bool
+                       ) -> tuple[int, Any, dict] | None:
+        """(step, state, data_state) of the newest intact checkpoint, None when there is none.
+        Newer damaged ones are reported on stderr and kept; with set_aside (a run that will save
+        those steps again) each is renamed to <step>.damaged, out of orbax's sight."""
+        skipped = []
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            problem = damage(self.step_dir(step))
+            if problem is None:
+                state, data_state = self.restore(abstract_state, step)
+                if skipped:
+                    print(f"warning: restored checkpoint {step}, the newest intact one; skipped "
+                          + "; ".join(skipped), file=sys.stderr, flush=True)
+                return step, state, data_state
+            where = self.step_dir(step)
+            if set_aside:
+                os.rename(where, where + DAMAGED)
+                self._manager.reload()
+                where += DAMAGED
+            skipped.append(f"checkpoint {step} ({problem}; kept in {where})")
+        if skipped:
+            raise UserError(f"every checkpoint in {self.directory} is damaged: "
+                            + "; ".join(skipped) + ". Use a new --workdir to start again.")
+        return None
+
+    def _finish(self) -> None:
+        """Waits for the async save in flight and writes the digest of what it committed."""
         self._manager.wait_until_finished()
+        for step in self._undigested:
+            # One writer per checkpoint; a step may already be gone under the keep-last-N policy.
+            if jax.process_index() == 0 and os.path.isdir(self.step_dir(step)):
+                write_digest(self.step_dir(step))
+        self._undigested = []
+
+    def wait(self) -> None:
+        self._finish()
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
+        self._finish()
         self._manager.close()
 
 

@@ -72,13 +72,13 @@ def load_run(workdir: str, family: str, key: str, hint: str) -> Run:
                         f"{family} run ({hint})")
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
-        step = ckpt.latest_step()
-        if step is None:
+        if ckpt.latest_step() is None:
             raise UserError(f"{key} {workdir!r} holds no checkpoint; train it first ({hint})")
         spec = read_spec(workdir, config)
         mesh = sharding.make_mesh(config.train.num_devices)
         run_family = models.make(config, spec, resolve_inputs(config))
-        state, _ = ckpt.restore(abstract_state(run_family, config, spec, mesh), step)
+        _, state, _ = ckpt.restore_latest(abstract_state(run_family, config, spec, mesh),
+                                          set_aside=False)
     finally:
         ckpt.close()
     return Run(workdir, config, state, spec, mesh)

@@ -85,13 +85,16 @@ class Experiment:
             runs.write_spec(self.workdir, self.spec)
 
     def restore(self, required: bool) -> tuple[TrainState, dict | None]:
-        step = self.ckpt.latest_step()
-        if step is None:
+        """The newest intact checkpoint's state and data position. Without one, a fresh state
+        (or, when `required`, as for eval and sample, an error). Training sets damaged newer
+        checkpoints aside, as it will save those steps again."""
+        found = self.ckpt.restore_latest(self.abstract, set_aside=not required)
+        if found is None:
             if required:
                 raise UserError(f"no checkpoint in {self.workdir}/checkpoints; train first "
                                 f"(--mode train) or point --workdir at a trained run")
             return self.init_fn(self.rng_init, self.example), None
-        state, data_state = self.ckpt.restore(self.abstract, step)
+        step, state, data_state = found
         _log(f"restored checkpoint at step {step} from {self.ckpt.directory}")
         return state, data_state
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgen import config as config_lib, train
+from jaxgen import checkpoint, config as config_lib, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
 
@@ -216,10 +216,54 @@ def test_a_run_saved_before_a_model_option_existed_resumes_while_the_option_is_o
         config_lib.check_resumable(config_lib.to_json(saved), now, "w")
 
 
-def test_corrupt_checkpoint_is_reported_and_left_alone(tmp_path, capsys):
+def _flip_bytes(step_dir) -> None:
+    """Overwrites 16 bytes in the middle of the step's largest array file, size unchanged."""
+    files = [os.path.join(d, f) for d, _, fs in os.walk(step_dir / "state") for f in fs
+             if os.path.basename(d) == "d"]
+    path = max(files, key=os.path.getsize)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(bytes(16))
+
+
+def test_damaged_checkpoint_falls_back_to_the_newest_intact_one(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path / "run")]
+    assert run(capsys, *args)[0] == 0
+    checkpoints = tmp_path / "run" / "checkpoints"
+    _flip_bytes(checkpoints / "6")
+    before = _snapshot(checkpoints)
+    code, err = run(capsys, *args, "--mode", "eval")  # eval reads, and moves nothing
+    assert code == 0, err
+    assert "restored checkpoint 3, the newest intact one" in err and "checkpoint 6 (1 file" in err
+    assert os.path.exists(tmp_path / "run" / "eval" / "3.json")
+    assert _snapshot(checkpoints) == before
+    assert run(capsys, *args)[0] == 0  # training sets 6 aside, resumes at 3 and saves 6 again
+    assert sorted(os.listdir(checkpoints)) == ["3", "6", "6.damaged"]
+    straight = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path / "straight")]
+    assert run(capsys, *straight)[0] == 0
+    config = config_lib.load(cfg("vae_digits.py:smoke"))
+    states = []
+    for workdir in ("run", "straight"):
+        exp = train.Experiment(config, str(tmp_path / workdir))
+        try:
+            states.append(jax.device_get(exp.restore(required=True)[0]))
+        finally:
+            exp.close()
+    jax.tree.map(np.testing.assert_array_equal, *states)
+
+
+def test_every_checkpoint_damaged_or_a_corrupt_one_without_digest_is_reported_and_left_alone(
+        tmp_path, capsys):
     args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
     assert run(capsys, *args)[0] == 0
-    state_dir = tmp_path / "checkpoints" / "6" / "state"
+    for step in ("3", "6"):
+        _flip_bytes(tmp_path / "checkpoints" / step)
+    before = _snapshot(tmp_path / "checkpoints")
+    code, err = run(capsys, *args, "--mode", "eval")
+    assert code == 2 and "every checkpoint in" in err and "is damaged" in err
+    assert _snapshot(tmp_path / "checkpoints") == before
+    state_dir = tmp_path / "checkpoints" / "6" / "state"  # saved before digests: orbax's error
+    os.remove(tmp_path / "checkpoints" / "6" / checkpoint.DIGEST)
     for d, _, files in os.walk(state_dir):
         for f in files:
             if f.startswith("manifest") or d.endswith("d"):
