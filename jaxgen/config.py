@@ -24,15 +24,22 @@ def load(spec: str) -> ConfigDict:
     path, _, variant = spec.partition(":")
     if not os.path.isfile(path):
         raise UserError(f"config file {path!r} not found; pass --config configs/<name>.py[:variant]")
+    if not path.endswith(".py"):
+        raise UserError(f"config file {path!r} is not a .py file; pass --config "
+                        f"configs/<name>.py[:variant]")
     module_spec = importlib.util.spec_from_file_location("jaxgen_user_config", path)
     module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except SyntaxError as e:
+        raise UserError(f"{path} is not valid Python: {e.msg} (line {e.lineno})") from None
     if not hasattr(module, "get_config"):
         raise UserError(f"{path} defines no get_config()")
     try:
         config = module.get_config(variant or None)
     except KeyError as e:
-        raise UserError(f"{path} has no variant {variant!r}: {e}") from None
+        raise UserError(f"{path} has no variant {variant!r}: {e.args[0] if e.args else e}"
+                        ) from None
     return config
 
 
@@ -69,11 +76,46 @@ def _parse(text: str, old, key: str):
         raise UserError(f"--config.{key}={text!r} is not a valid {type(old).__name__}") from None
     if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if old is not None and not isinstance(value, type(old)):
-        if isinstance(old, tuple) and isinstance(value, list):
-            return tuple(value)
-        raise UserError(f"--config.{key} takes a {type(old).__name__}, not {text!r}")
+    if isinstance(old, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if old is not None and (not isinstance(value, type(old)) or isinstance(value, bool)):
+        raise UserError(f"--config.{key} must be of type {type(old).__name__}, not {text!r}")
+    if isinstance(old, tuple) and old and all(_is_int(v) for v in old) \
+            and not all(_is_int(v) for v in value):
+        raise UserError(f"--config.{key} takes a tuple of integers, not {text!r}")
     return value
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# The loop's numbers: (key, smallest value). Checked once, after the overrides.
+COUNTS = (("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
+          ("train.checkpoint_every", 1), ("train.eval_every", 1), ("train.sample_every", 1),
+          ("train.keep_checkpoints", 1), ("train.num_devices", 0), ("train.shard_min_size", 0),
+          ("eval.batch_size", 1), ("eval.num_examples", 0), ("eval.num_samples", 0),
+          ("eval.sample_grid", 1), ("eval.picture_examples", 0), ("optim.warmup_steps", 0),
+          ("optim.decay_steps", 0))
+
+
+def check_values(config: ConfigDict) -> None:
+    """Raises a UserError for a count of the loop that is not an integer at least its minimum,
+    and for a data.data_dir that is not a path."""
+    for key, least in COUNTS:
+        *parents, leaf = key.split(".")
+        node = config
+        for part in parents:
+            node = node.get(part, {})
+        if leaf not in node:
+            continue
+        value = node[leaf]
+        if not _is_int(value) or value < least:
+            need = "a positive integer" if least == 1 else "an integer >= 0"
+            raise UserError(f"{key} must be {need}, not {value!r}; set --config.{key}=N")
+    data_dir = config.data.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise UserError(f"data.data_dir must be a path, not {data_dir!r}")
 
 
 def to_json(config: ConfigDict) -> str:
@@ -167,7 +209,8 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict,
         elif name in variants:
             variants[name](c)
         else:
-            raise KeyError(f"unknown variant {name!r}; available: smoke, {', '.join(variants)}")
+            available = ", ".join(["smoke", *variants])
+            raise KeyError(f"unknown variant {name!r}; available: {available}")
     return c
 
 

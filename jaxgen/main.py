@@ -25,6 +25,7 @@ def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, str, str]:
             raise UserError(f"unrecognised argument {item!r}; overrides look like "
                             f"--config.train.steps=100")
         config_lib.override(config, key[len("--config."):], value)
+    config_lib.check_values(config)
     return config, args.workdir, args.mode
 
 

@@ -151,6 +151,14 @@ def test_resume_says_so(tmp_path, capsys):
     (["--config.train.stepz=3"], "unknown config key 'train.stepz'"),
     (["--config.nope.x=3"], "unknown config key 'nope'"),
     (["--config.train.steps=ten"], "is not a valid int"),
+    (["--config.train.steps=True"], "train.steps must be of type int, not 'True'"),
+    (["--config.train.steps=0"], "train.steps must be a positive integer, not 0"),
+    (["--config.train.steps=-5"], "train.steps must be a positive integer, not -5"),
+    (["--config.train.batch_size=0"], "train.batch_size must be a positive integer"),
+    (["--config.train.checkpoint_every=0"], "train.checkpoint_every must be a positive"),
+    (["--config.train.log_every=0"], "train.log_every must be a positive integer"),
+    (["--config.data.data_dir=5"], "data.data_dir must be a path, not 5"),
+    (["--config.model.hidden=(256, 'a')"], "takes a tuple of integers"),
     (["--config.data.name=not_a_dataset"], "not_a_dataset"),
     (["--config.model.family=nope"], "unknown model.family 'nope'"),
     (["--config.data.space=unit"], "needs data.space"),
@@ -165,11 +173,19 @@ def test_bad_input_is_one_clear_line(extra, needle, tmp_path, capsys):
     assert err.startswith("error: ") and needle in err and "Traceback" not in err
 
 
-def test_unknown_variant_and_missing_config(tmp_path, capsys):
+def test_unknown_variant_and_missing_or_broken_config(tmp_path, capsys):
     code, err = run(capsys, "--config", cfg("vae_digits.py:nope"), "--workdir", str(tmp_path))
-    assert code == 2 and "no variant" in err
+    assert code == 2 and err.strip().endswith(
+        "has no variant 'nope': unknown variant 'nope'; available: smoke")
     code, err = run(capsys, "--config", cfg("nope.py"), "--workdir", str(tmp_path))
     assert code == 2 and "not found" in err
+    broken, text = tmp_path / "broken.py", tmp_path / "config.txt"
+    broken.write_text("def get_config(variant=None):\n    return (\n")
+    text.write_text("anything")
+    for path, needle in ((broken, "is not valid Python"), (text, "is not a .py file")):
+        code, err = run(capsys, "--config", str(path), "--workdir", str(tmp_path / "w"))
+        assert code == 2 and needle in err and "Traceback" not in err
+    assert not os.path.exists(tmp_path / "w")
 
 
 def test_dataset_missing_offline_fails_fast(tmp_path, capsys):
