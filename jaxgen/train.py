@@ -70,18 +70,21 @@ class Experiment:
     # -- state ----------------------------------------------------------------------------------
 
     def check_workdir(self) -> None:
-        """Refuses a workdir made by a different model; records the config otherwise."""
+        """Refuses a workdir made by a different model; writes nothing."""
         path = os.path.join(self.workdir, "config.json")
         if os.path.exists(path):
             with open(path) as f:
                 config_lib.check_resumable(f.read(), self.config, self.workdir)
         elif self.ckpt.latest_step() is not None:
             raise UserError(f"{self.workdir} has checkpoints but no config.json; use a new --workdir")
+
+    def record_config(self) -> None:
+        """Saves config.json and the data spec: once training is known to go ahead."""
         if self.is_main:
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
+            path = os.path.join(self.workdir, "config.json")
+            with open(path + ".tmp", "w") as f:
                 f.write(config_lib.to_json(self.config))
-            os.replace(tmp, path)
+            os.replace(path + ".tmp", path)
             runs.write_spec(self.workdir, self.spec)
 
     def restore(self, required: bool) -> tuple[TrainState, dict | None]:
@@ -91,8 +94,7 @@ class Experiment:
         found = self.ckpt.restore_latest(self.abstract, set_aside=not required)
         if found is None:
             if required:
-                raise UserError(f"no checkpoint in {self.workdir}/checkpoints; train first "
-                                f"(--mode train) or point --workdir at a trained run")
+                raise _no_checkpoint(self.workdir)
             return self.init_fn(self.rng_init, self.example), None
         step, state, data_state = found
         _log(f"restored checkpoint at step {step} from {self.ckpt.directory}")
@@ -103,6 +105,7 @@ class Experiment:
     def train(self) -> TrainState:
         cfg = self.config.train
         state, data_state = self.restore(required=False)
+        self.record_config()
         start = int(state.step)
         data = pipeline.TrainIterator(self.train_data, cfg.batch_size, self.config.seed,
                                       jax.process_index(), jax.process_count())
@@ -306,11 +309,24 @@ class Experiment:
         self.ckpt.close()
 
 
+def _no_checkpoint(workdir: str) -> UserError:
+    return UserError(f"no checkpoint in {workdir}/checkpoints; train first (--mode train) or "
+                     f"point --workdir at a trained run")
+
+
 def run(config, workdir: str, mode: str) -> None:
     """Runs `mode` (train, eval or sample) of `config` in `workdir`."""
     if mode not in ("train", "eval", "sample"):
         raise UserError(f"unknown --mode {mode!r}; use train, eval or sample")
-    os.makedirs(workdir, exist_ok=True)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    if mode != "train" and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
+        raise _no_checkpoint(workdir)  # before anything is created there
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create --workdir {workdir}: {e.strerror}") from None
     exp = Experiment(config, workdir)
     try:
         exp.check_workdir()

@@ -291,10 +291,30 @@ def test_every_checkpoint_damaged_or_a_corrupt_one_without_digest_is_reported_an
     assert _snapshot(tmp_path / "checkpoints") == before
 
 
-def test_eval_without_checkpoint(tmp_path, capsys):
-    code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path),
-                    "--mode", "eval")
-    assert code == 2 and "no checkpoint" in err
+def test_eval_or_sample_without_checkpoint_creates_nothing(tmp_path, capsys):
+    for mode in ("eval", "sample"):
+        code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir",
+                        str(tmp_path / "new"), "--mode", mode)
+        assert code == 2 and "no checkpoint" in err
+        assert not os.path.exists(tmp_path / "new")
+
+
+def test_a_workdir_that_is_a_file_or_under_one_is_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for workdir in (tmp_path / "file", tmp_path / "file" / "run"):
+        code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", str(workdir))
+        assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_a_resume_refused_at_restore_leaves_the_workdir_as_it_was(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
+    assert run(capsys, *args)[0] == 0
+    before = _snapshot(tmp_path)
+    config_json = (tmp_path / "config.json").read_text()
+    code, err = run(capsys, *args, "--config.optim.ema_decay=0.99")  # the state gains an EMA
+    assert code == 2 and "cannot restore the checkpoint" in err
+    assert _snapshot(tmp_path) == before and (tmp_path / "config.json").read_text() == config_json
 
 
 def test_divergence_stops_with_a_report_and_keeps_only_finite_checkpoints(tmp_path, capsys):
