@@ -109,7 +109,16 @@ class Experiment:
         start = int(state.step)
         data = pipeline.TrainIterator(self.train_data, cfg.batch_size, self.config.seed,
                                       jax.process_index(), jax.process_count())
+        # What a killed run logged past its checkpoint is dropped; what was due at the
+        # checkpoint's step and is missing (the kill came before it) runs now.
+        writer = writers.MetricWriter(self.workdir, self.is_main, keep_to=start)
+        try:
+            self._catch_up(state, writer)
+        except BaseException:
+            writer.close()
+            raise
         if start >= cfg.steps:
+            writer.close()
             _log(f"already trained to step {start} (train.steps={cfg.steps}); "
                  f"raise --config.train.steps to train longer")
             return state
@@ -117,7 +126,6 @@ class Experiment:
             data.set_state(data_state)
             _log(f"resuming training from step {start}")
 
-        writer = writers.MetricWriter(self.workdir, self.is_main)
         stop = {"signal": None}
         handlers = {s: signal.signal(s, lambda n, f: stop.update(signal=n))
                     for s in (signal.SIGTERM, signal.SIGINT)}
@@ -152,12 +160,7 @@ class Experiment:
                 if stop["signal"]:
                     raise Interrupted(f"stopped by signal {stop['signal']} at step {done}; "
                                       f"checkpoint saved; run the same command to resume")
-                if evaluate or sample:
-                    final = self.finalize(state)  # once: it may be a costly host computation
-                    if evaluate:
-                        self.evaluate(final, writer)
-                    if sample:
-                        self.write_samples(final)
+                self._eval_and_sample(state, evaluate, sample, writer)
                 if log or save or evaluate or sample:
                     t0, timed = time.perf_counter(), 0  # rates leave out logging, saves and evals
         finally:
@@ -166,6 +169,30 @@ class Experiment:
             self.ckpt.wait()
             writer.close()
         return state
+
+    def _eval_and_sample(self, state: TrainState, evaluate: bool, sample: bool,
+                         writer: writers.MetricWriter) -> None:
+        if evaluate or sample:
+            final = self.finalize(state)  # once: it may be a costly host computation
+            if evaluate:
+                self.evaluate(final, writer)
+            if sample:
+                self.write_samples(final)
+
+    def _catch_up(self, state: TrainState, writer: writers.MetricWriter) -> None:
+        """Runs the eval and the samples due at a restored state's step whose files are missing."""
+        step, cfg = int(state.step), self.config.train
+        if step == 0:
+            return
+        evaluate = (step % cfg.eval_every == 0 or step == cfg.steps) and not os.path.exists(
+            os.path.join(self.workdir, "eval", f"{step}.json"))
+        sample = self.sample_fn is not None and (
+            step % cfg.sample_every == 0 or step == cfg.steps) and not os.path.exists(
+            os.path.join(self.workdir, "samples", f"samples_{step:06d}.png"))
+        if evaluate or sample:
+            _log(f"running what was due at step {step} and is missing (the run stopped before "
+                 f"it): {' and '.join(k for k, v in (('eval', evaluate), ('samples', sample)) if v)}")
+            self._eval_and_sample(state, evaluate, sample, writer)
 
     def _log_train(self, writer, step: int, window: list, rate: float) -> None:
         """Means of the metrics since the last log; `rate` in steps/s, compile time excluded."""

@@ -8,13 +8,22 @@ from tensorboardX import SummaryWriter
 
 
 class MetricWriter:
-    """Appends {'step', 'split', **metrics} lines to metrics.jsonl and scalars to TensorBoard."""
+    """Appends {'step', 'split', **metrics} lines to metrics.jsonl and scalars to TensorBoard.
 
-    def __init__(self, workdir: str, enabled: bool = True):
+    With keep_to (the step a run resumes from), what an earlier process logged past that step is
+    dropped first: the lines of metrics.jsonl, and TensorBoard's events (its purge_step), so a
+    reader sees each step once after a kill.
+    """
+
+    def __init__(self, workdir: str, enabled: bool = True, keep_to: int | None = None):
         self.enabled = enabled
         if enabled:
-            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
-            self._tb = SummaryWriter(os.path.join(workdir, "events"))
+            path = os.path.join(workdir, "metrics.jsonl")
+            if keep_to is not None and os.path.exists(path):
+                _drop_lines_after(path, keep_to)
+            self._jsonl = open(path, "a")
+            purge = None if keep_to is None else keep_to + 1
+            self._tb = SummaryWriter(os.path.join(workdir, "events"), purge_step=purge)
 
     def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
         if not self.enabled:
@@ -31,6 +40,24 @@ class MetricWriter:
         if self.enabled:
             self._jsonl.close()
             self._tb.close()
+
+
+def _drop_lines_after(path: str, step: int) -> None:
+    """Rewrites a metrics.jsonl without its lines past `step` (atomically)."""
+    with open(path) as f:
+        lines = f.readlines()
+    kept = [line for line in lines if line.strip() and _step_of(line) <= step]
+    if len(kept) != len(lines):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
+
+
+def _step_of(line: str) -> float:
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf  # a line cut short by the kill
 
 
 def format_metrics(metrics: dict[str, float]) -> str:

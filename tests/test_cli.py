@@ -139,6 +139,27 @@ def test_rerun_resumes_and_eval_sample_modes_use_latest(tmp_path, capsys):
     assert "sampled 8/16 images |" in out and re.search(r"16/16 images \| [\d.e-]+ s per image\n", out)
 
 
+def test_a_resume_logs_each_step_once_and_runs_the_eval_the_kill_skipped(tmp_path, capsys):
+    args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
+    assert main(args) == 0  # checkpoints 3 and 6, eval and samples at 6
+    with open(tmp_path / "metrics.jsonl") as f:  # killed before the eval due at 6 ...
+        lines = [line for line in f if '"eval"' not in line]
+    with open(tmp_path / "metrics.jsonl", "w") as f:  # ... after logging past checkpoint 6
+        f.writelines(lines + [json.dumps({"step": 9, "split": "train", "loss": 1.0}) + "\n",
+                              '{"step": 9, "spl'])
+    os.remove(tmp_path / "eval" / "6.json")
+    os.remove(tmp_path / "samples" / "samples_000006.png")
+    capsys.readouterr()
+    assert main(args + ["--config.train.steps=9"]) == 0
+    assert "running what was due at step 6 and is missing" in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "eval" / "6.json")
+    assert os.path.exists(tmp_path / "samples" / "samples_000006.png")
+    with open(tmp_path / "metrics.jsonl") as f:
+        lines = [json.loads(line) for line in f]
+    assert [r["step"] for r in lines if r["split"] == "train"] == [3, 6, 9]
+    assert [r["step"] for r in lines if r["split"] == "eval"] == [6, 9]
+
+
 def test_resume_says_so(tmp_path, capsys):
     args = ["--config", cfg("vae_digits.py:smoke"), "--workdir", str(tmp_path)]
     assert main(args + ["--config.train.steps=3"]) == 0

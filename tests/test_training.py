@@ -97,8 +97,8 @@ def test_eight_devices_step_equals_one_device(tmp_path):
 def test_train_step_traces_once(tmp_path, monkeypatch):
     make = models.make
 
-    def counted(config, spec):
-        fam = make(config, spec)
+    def counted(config, spec, inputs=None):
+        fam = make(config, spec, inputs)
         return dataclasses.replace(fam, train_step=chex.assert_max_traces(fam.train_step, n=1))
 
     monkeypatch.setattr(models, "make", counted)
