@@ -1,5 +1,6 @@
 """The loop: sharded == single-device, no retracing, resume == uninterrupted, SIGTERM saves."""
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -196,3 +197,22 @@ def test_checkpoint_restores_onto_a_different_mesh(tmp_path):
         chex.assert_trees_all_equal(jax.device_get(state.params), saved)
     finally:
         exp.close()
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(tmp_path):
+    """experiments/fault_injection.py's comparison, for one kill just after a checkpoint."""
+    spec = importlib.util.spec_from_file_location(
+        "fault_injection", os.path.join(ROOT, "experiments", "fault_injection.py"))
+    faults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faults)
+    config = os.path.join(ROOT, "configs", "vae_digits.py:smoke")
+    reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
+    faults.train(config, reference, 20)
+    proc = subprocess.Popen(faults.command(config, killed, 20), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while faults.latest_step(killed) < 10 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.kill()
+    assert proc.wait() == -signal.SIGKILL
+    faults.train(config, killed, 20)
+    assert faults.differences(killed, reference) == []
