@@ -13,8 +13,9 @@
 3. Damage to the latest checkpoint of a finished copy of the reference (bytes flipped in an
    array file, a file truncated, a file deleted): training again must detect it, fall back to
    the previous checkpoint, and end with the reference's final state.
+4. A full disk: the smoke run on a 5 MB tmpfs (skipped where none can be mounted) must stop at
+   the save that does not fit with one line (exit 2), its first checkpoint intact and alone.
 It prints one row per case and a summary line; the exit status is 0 when every case holds.
-(A full disk during a save is not covered yet.)
 """
 import argparse
 import json
@@ -32,6 +33,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+SMOKE_VAE = os.path.join(ROOT, "configs", "vae_digits.py:smoke")
 
 from jaxgen import checkpoint, models, runs, sharding  # noqa: E402
 
@@ -157,9 +159,34 @@ def damage_case(kind: str, config: str, workdir: str, reference: str,
     return f"{kind} in checkpoint {steps}", problems + differences(workdir, reference)
 
 
+def disk_full_case(root: str) -> tuple[str, list[str]] | None:
+    """A run on a 5 MB tmpfs, which holds the first checkpoint of the smoke VAE but not the
+    second; None where no tmpfs can be mounted (it needs root)."""
+    disk = os.path.join(root, "disk")
+    os.makedirs(disk)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", disk],
+                      capture_output=True).returncode:
+        return None
+    try:
+        workdir = os.path.join(disk, "run")
+        out = subprocess.run([sys.executable, "-m", "jaxgen.main", "--config", SMOKE_VAE,
+                              "--workdir", workdir], cwd=ROOT, capture_output=True, text=True)
+        problems = []
+        if out.returncode != 2 or out.stderr.count("\n") != 1:
+            problems.append(f"exit {out.returncode}, {out.stderr.count(chr(10))} lines on stderr")
+        left = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+        if left != ["3"]:
+            problems.append(f"checkpoints left: {left}")
+        elif final_checkpoint(workdir)[0] != 3:
+            problems.append("checkpoint 3 does not restore")
+        return "disk full at checkpoint 6", problems
+    finally:
+        subprocess.run(["umount", disk], check=True)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=os.path.join(ROOT, "configs", "vae_digits.py:smoke"))
+    parser.add_argument("--config", default=SMOKE_VAE)
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
@@ -175,6 +202,11 @@ def main(argv: list[str]) -> int:
                        args.kills, startup, duration, random.Random(args.seed))]
     cases += [damage_case(kind, args.config, os.path.join(root, kind.replace(" ", "_")),
                           reference, args.steps) for kind in ("bit flip", "truncate", "delete")]
+    full = disk_full_case(root)
+    if full is None:
+        print("disk full: skipped, no tmpfs could be mounted here (it needs root)")
+    else:
+        cases.append(full)
     print(f"{'case':<28} outcome")
     for name, problems in cases:
         outcome = "; ".join(problems) or "identical to the uninterrupted run"

@@ -8,7 +8,9 @@ its digest) is restored unverified.
 """
 import hashlib
 import json
+import glob
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -92,6 +94,7 @@ class Checkpointer:
         """Starts an async save (after finishing the previous one and its digest); returns once
         the arrays are copied off the devices."""
         self._finish()
+        self._check_space(step, state)
         self._undigested.append(step)
         self._manager.save(
             step,
@@ -145,9 +148,33 @@ class Checkpointer:
                             + "; ".join(skipped) + ". Use a new --workdir to start again.")
         return None
 
+    def _check_space(self, step: int, state: Any) -> None:
+        """Refuses a save the disk cannot hold, before it starts: a full disk found by the async
+        writer would surface a save later, as orbax's tracebacks, and leave a partial save."""
+        need = sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)) * 1.1 + (1 << 20)
+        free = shutil.disk_usage(self.directory).free
+        if need > free:
+            raise UserError(
+                f"not enough disk space for checkpoint {step} in {self.directory}: it needs about "
+                f"{need / 2**20:.1f} MB and {free / 2**20:.1f} MB are free. "
+                f"{self._intact_note()} Free some space and run the same command to resume.")
+
+    def _intact_note(self) -> str:
+        latest = self.latest_step()
+        return ("No checkpoint was saved yet." if latest is None else
+                f"The last good checkpoint (step {latest}) is intact.")
+
     def _finish(self) -> None:
         """Waits for the async save in flight and writes the digest of what it committed."""
-        self._manager.wait_until_finished()
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # e.g. the disk filled up under the async writer
+            for partial in glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp")):
+                shutil.rmtree(partial, ignore_errors=True)
+            steps, self._undigested = self._undigested, []
+            raise UserError(f"saving checkpoint {', '.join(map(str, steps))} failed: "
+                            f"{str(e).splitlines()[0][:300]}. The partial save was removed. "
+                            f"{self._intact_note()}") from None
         for step in self._undigested:
             # One writer per checkpoint; a step may already be gone under the keep-last-N policy.
             if jax.process_index() == 0 and os.path.isdir(self.step_dir(step)):

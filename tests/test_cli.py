@@ -2,12 +2,13 @@
 import json
 import os
 import re
+import subprocess
 
 import jax
 import numpy as np
 import pytest
 
-from jaxgen import checkpoint, config as config_lib, train
+from jaxgen import checkpoint, config as config_lib, runs, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
 
@@ -351,3 +352,20 @@ def test_divergence_stops_with_a_report_and_keeps_only_finite_checkpoints(tmp_pa
             assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state.params))
     finally:
         exp.close()
+
+
+def test_a_full_disk_is_one_line_at_the_save_and_leaves_the_last_checkpoint(tmp_path, capsys):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(disk)],
+                      capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        workdir = str(disk / "run")
+        code, err = run(capsys, "--config", cfg("vae_digits.py:smoke"), "--workdir", workdir)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "not enough disk space for checkpoint 6" in err and "step 3) is intact" in err
+        assert sorted(os.listdir(disk / "run" / "checkpoints")) == ["3"]
+        assert int(runs.load_run(workdir, "vae", "key", "hint").state.step) == 3
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
