@@ -10,7 +10,6 @@ import numpy as np
 
 from jaxgen import losses, viz
 from jaxgen.data.preprocess import to_model_space
-from jaxgen.errors import UserError
 from jaxgen.models import base
 from jaxgen.nn.encoders import Decoder, Encoder, check_arch
 
@@ -41,8 +40,7 @@ class Autoencoder(flax.linen.Module):
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
-    if config.data.space != "unit":
-        raise UserError("the autoencoder reconstructs [0, 1] pixels: set data.space=unit")
+    base.require_space(config.data.space, ("unit",), "the autoencoder ([0, 1] pixels)")
     check_arch(m.arch, m.hidden, spec.shape)
     net = Autoencoder(m.arch, tuple(m.hidden), m.latent_dim, spec.shape, m.act)
     optimizer = base.make_optimizer(config.optim)

@@ -70,6 +70,20 @@ class Family:
     conditional: bool = False  # samples follow their labels: grids get one row per class
 
 
+def require_space(space: str, allowed: tuple[str, ...], who: str) -> None:
+    """The one check of data.space: `who` (the model, in words) reads one of `allowed`."""
+    if space not in allowed:
+        raise UserError(f"{who} needs data.space {' or '.join(allowed)}, not {space!r}: set "
+                        f"--config.data.space={allowed[0]}")
+
+
+def require_labels(conditional: bool, spec: DataSpec) -> None:
+    """The one check that a conditional model has a labelled dataset (2 classes at least)."""
+    if conditional and spec.num_classes < 2:
+        raise UserError(f"model.conditional needs a labelled dataset; this one has "
+                        f"{spec.num_classes} classes")
+
+
 def make_optimizer(optim) -> optax.GradientTransformation:
     """config.optim -> optax chain: optional clipping, Adam/AdamW/RMSProp/SGD, warmup then a
     constant, cosine or linear schedule. RMSProp's squared-gradient decay is b2; SGD uses

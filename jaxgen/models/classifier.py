@@ -81,8 +81,7 @@ class CNN(nn.Module):
 
 def _network(config, spec: base.DataSpec) -> CNN:
     m = config.model
-    if config.data.space != "unit":
-        raise UserError("the classifier reads [0, 1] pixels: set data.space=unit")
+    base.require_space(config.data.space, ("unit",), "the classifier ([0, 1] pixels)")
     if spec.num_classes < 2:
         raise UserError(f"the classifier needs labelled data with at least 2 classes; "
                         f"{config.data.name!r} has {spec.num_classes}")

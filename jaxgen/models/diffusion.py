@@ -247,11 +247,8 @@ def _check(config, spec: base.DataSpec) -> None:
                          ("sampler", SAMPLERS)):
         if m[key] not in allowed:
             raise UserError(f"unknown model.{key} {m[key]!r}; use {' or '.join(allowed)}")
-    if config.data.space != "symmetric":
-        raise UserError(f"diffusion needs data.space symmetric ([-1, 1]), not "
-                        f"{config.data.space!r}")
-    if m.conditional and spec.num_classes < 1:
-        raise UserError(f"model.conditional needs labelled data; {config.data.name!r} has none")
+    base.require_space(config.data.space, ("symmetric",), "diffusion ([-1, 1] pixels)")
+    base.require_labels(m.conditional, spec)
     if m.guidance_scale != 1 and not m.conditional:
         raise UserError("model.guidance_scale other than 1 needs model.conditional=true")
     if m.guidance_scale < 0 or not 0 <= m.label_dropout < 1:

@@ -23,7 +23,6 @@ Each real image is labelled with its nearest centroid, each fake with a cluster 
 as real images fall in it, and G and D are conditioned on these labels as in the conditional GAN
 (projection critic). A G that drops a mode then drops a label D asks for. Also unsupervised.
 """
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,12 +94,8 @@ def check_config(config, spec: base.DataSpec) -> None:
         raise UserError(f"{' and '.join(labels)} each set G's label input: keep one of them "
                         f"(model.conditional=False, model.info_codes=0, model.clusters=0 turn "
                         f"them off)")
-    if m.conditional and spec.num_classes < 2:
-        raise UserError(f"model.conditional needs a labelled dataset; {config.data.name!r} has "
-                        f"{spec.num_classes} classes")
-    if config.data.space != "symmetric":
-        raise UserError(f"GAN generators output [-1, 1]: set data.space=symmetric, "
-                        f"not {config.data.space!r}")
+    base.require_labels(m.conditional, spec)
+    base.require_space(config.data.space, ("symmetric",), "a GAN (generators output [-1, 1])")
 
 
 def make_family(config, spec: base.DataSpec) -> base.Family:

@@ -51,9 +51,8 @@ def log_prob(x: Array, mean: Array, vals: Array, vecs: Array) -> Array:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
-    if config.data.space != "dequantize":
-        raise UserError("the Gaussian model is a density on dequantized pixels: "
-                        "set data.space=dequantize")
+    base.require_space(config.data.space, ("dequantize",),
+                       "the Gaussian model (a density on dequantized pixels)")
     dims = int(np.prod(spec.shape))
     if m.num_components < 0 or m.num_components >= dims:
         raise UserError(f"model.num_components must be in [0, {dims}) (0: full covariance)")

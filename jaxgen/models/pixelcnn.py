@@ -123,9 +123,7 @@ def check_model(m, space: str, spec: base.DataSpec) -> None:
         raise UserError(f"unknown model.arch {m.arch!r}; use {', '.join(ARCHS)}")
     if m.likelihood not in SPACES_OF:
         raise UserError(f"unknown model.likelihood {m.likelihood!r}; use {', '.join(SPACES_OF)}")
-    if space not in SPACES_OF[m.likelihood]:
-        raise UserError(f"the {m.likelihood} likelihood needs data.space in "
-                        f"{SPACES_OF[m.likelihood]}, not {space!r}")
+    base.require_space(space, SPACES_OF[m.likelihood], f"the {m.likelihood} likelihood")
     if m.arch == "pixelcnnpp":
         if c > 1 and m.likelihood != "logistic_mixture":
             raise UserError(f"pixelcnnpp models whole pixels: with {c} channels set "
@@ -138,9 +136,7 @@ def check_model(m, space: str, spec: base.DataSpec) -> None:
                         f"(the features split into one group per channel)")
     if m.likelihood == "logistic_mixture" and m.num_mixtures < 1:
         raise UserError("model.num_mixtures must be at least 1")
-    if m.conditional and spec.num_classes < 2:
-        raise UserError(f"model.conditional needs a labelled dataset; this one has "
-                        f"{spec.num_classes} classes")
+    base.require_labels(m.conditional, spec)
 
 
 def make_net(m, spec: base.DataSpec, likelihood: Likelihood) -> nn.Module:

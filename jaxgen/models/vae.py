@@ -58,9 +58,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     m, space = config.model, config.data.space
     if m.likelihood not in SPACE_OF:
         raise UserError(f"unknown model.likelihood {m.likelihood!r}; use {', '.join(SPACE_OF)}")
-    if space not in SPACE_OF[m.likelihood]:
-        raise UserError(f"the {m.likelihood} decoder needs data.space in {SPACE_OF[m.likelihood]}, "
-                        f"not {space!r}")
+    base.require_space(space, SPACE_OF[m.likelihood], f"the {m.likelihood} decoder")
     check_arch(m.arch, m.hidden, spec.shape)
     h, w, c = spec.shape
     num_dims = h * w * c

@@ -52,9 +52,7 @@ def make_family(config, spec: base.DataSpec, inputs: dict[str, base.Run]) -> bas
     m = config.model
     if not m.temperature > 0:
         raise UserError(f"model.temperature must be positive, not {m.temperature}")
-    if m.conditional and spec.num_classes < 2:
-        raise UserError(f"model.conditional needs a labelled dataset; this one has "
-                        f"{spec.num_classes} classes")
+    base.require_labels(m.conditional, spec)
     first = inputs["first_stage"]
     first_config, first_state, first_spec = first.config, first.state, first.spec
     if first_config.data.name != config.data.name or first_spec.shape != spec.shape:

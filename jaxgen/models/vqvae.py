@@ -24,9 +24,7 @@ SPACES = ("unit", "symmetric")
 
 
 def check_model(m, space: str, spec: base.DataSpec, ema_decay: float) -> None:
-    if space not in SPACES:
-        raise UserError(f"the VQ-VAE reconstructs pixels by squared error: set data.space to one "
-                        f"of {SPACES}, not {space!r}")
+    base.require_space(space, SPACES, "the VQ-VAE (squared error on pixels)")
     if m.levels < 1:
         raise UserError("model.levels must be at least 1 (2 for VQ-VAE-2)")
     f = 2 ** (m.levels + 1)
