@@ -20,11 +20,18 @@ from jaxgen.models.base import DataSpec, Family, Run
 SPEC_FILE = "data_spec.json"
 
 
+def spec_of(data: sources.ImageData) -> DataSpec:
+    """The data spec of a loaded split: image shape, classes, and each extra's shape and dtype."""
+    extras = tuple((k, tuple(v.shape[1:]), v.dtype.str) for k, v in sorted(data.extras.items()))
+    return DataSpec(tuple(data.images.shape[1:]), data.num_classes, extras)
+
+
 def write_spec(workdir: str, spec: DataSpec) -> None:
     """Records the data spec next to the run's config (atomically)."""
     path = os.path.join(workdir, SPEC_FILE)
     with open(path + ".tmp", "w") as f:
-        json.dump({"shape": list(spec.shape), "num_classes": spec.num_classes}, f)
+        json.dump({"shape": list(spec.shape), "num_classes": spec.num_classes,
+                   "extras": [[k, list(shape), dtype] for k, shape, dtype in spec.extras]}, f)
     os.replace(path + ".tmp", path)
 
 
@@ -35,17 +42,19 @@ def read_spec(workdir: str, config) -> DataSpec:
     if os.path.isfile(path):
         with open(path) as f:
             saved = json.load(f)
-        return DataSpec(tuple(saved["shape"]), saved["num_classes"])
+        extras = tuple((k, tuple(shape), dtype) for k, shape, dtype in saved.get("extras", []))
+        return DataSpec(tuple(saved["shape"]), saved["num_classes"], extras)
     d = config.data
-    data = sources.load_images(d.name, d.train_split, d.data_dir, d.cache_dir or None)
-    return DataSpec(data.images.shape[1:], data.num_classes)
+    return spec_of(sources.load_images(d.name, d.train_split, d.data_dir, d.cache_dir or None))
 
 
 def abstract_state(family: Family, config, spec: DataSpec, mesh: jax.sharding.Mesh):
     """The family's TrainState as ShapeDtypeStructs carrying the shardings it trains with."""
     n = config.train.batch_size
     example = {"image": jax.ShapeDtypeStruct((n,) + tuple(spec.shape), np.uint8),
-               "label": jax.ShapeDtypeStruct((n,), np.int32)}
+               "label": jax.ShapeDtypeStruct((n,), np.int32),
+               **{k: jax.ShapeDtypeStruct((n,) + shape, np.dtype(dtype))
+                  for k, shape, dtype in spec.extras}}
     shapes = jax.eval_shape(family.init, jax.random.key(0), example)
     shardings = sharding.state_shardings(shapes, mesh, config.train.shard_min_size)
     return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),

@@ -13,7 +13,7 @@ from jaxgen import (checkpoint, config as config_lib, evaluation, models, runs, 
                     writers)
 from jaxgen.data import pipeline, sources
 from jaxgen.errors import Interrupted, UserError
-from jaxgen.models.base import DataSpec, Family, TrainState
+from jaxgen.models.base import Family, TrainState
 
 
 def _log(msg: str) -> None:
@@ -41,7 +41,7 @@ class Experiment:
         cache = d.cache_dir or None
         self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, cache)
         self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, cache)
-        self.spec = DataSpec(self.train_data.images.shape[1:], self.train_data.num_classes)
+        self.spec = runs.spec_of(self.train_data)
         self.family: Family = models.make(config, self.spec, runs.resolve_inputs(config))
         self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use
 

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from jaxgen import runs
 from jaxgen.data import pipeline
 from jaxgen.data.preprocess import to_model_space, to_unit
 from jaxgen.data.sources import ImageData
@@ -54,6 +55,14 @@ def test_eval_batches_cover_the_split_once_with_a_mask():
     assert [len(b["image"]) for b in batches] == [10, 10, 10]
     ids = sum((np.array(_ids(b))[b["mask"]].tolist() for b in batches), [])
     assert ids == list(range(23))
+
+
+def test_batches_carry_the_extras_with_their_images_and_the_spec_describes_them():
+    data = _data(23)
+    data = ImageData(data.images, data.labels, 10, {"condition": data.images[..., 0] * 2})
+    for batch in list(pipeline.eval_batches(data, 10)) + [next(pipeline.TrainIterator(data, 8, 0))]:
+        np.testing.assert_array_equal(batch["condition"], batch["image"][..., 0] * 2)
+    assert runs.spec_of(data).extras == (("condition", (2, 2), "|u1"),)
 
 
 def test_batch_larger_than_split_is_a_user_error():

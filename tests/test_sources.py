@@ -114,6 +114,24 @@ def test_npz_explicit_splits(tmp_path):
         load_images(f"npz:{tmp_path / 's.npz'}", "valid")
 
 
+def test_npz_extras_travel_with_their_images(tmp_path):
+    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 1), np.uint8)
+    condition = images[..., [0, 0, 0]] + 100  # a paired image per example
+    np.savez(tmp_path / "p.npz", images=images, condition=condition, masks=images > 4)
+    train = load_images(f"npz:{tmp_path / 'p.npz'}", "train")
+    assert sorted(train.extras) == ["condition", "masks"]
+    np.testing.assert_array_equal(train.extras["condition"], train.images[..., [0, 0, 0]] + 100)
+    np.testing.assert_array_equal(train.extras["masks"], train.images > 4)
+    np.savez(tmp_path / "s.npz", train_images=images, train_condition=condition,
+             test_images=images[:3], test_condition=condition[:3])
+    assert load_images(f"npz:{tmp_path / 's.npz'}", "test").extras["condition"].shape == \
+        (3, 2, 2, 3)
+    for bad in (dict(mask=images), dict(condition=condition[:4])):
+        np.savez(tmp_path / "bad.npz", images=images, **bad)
+        with pytest.raises(UserError, match="one row per image"):
+            load_images(f"npz:{tmp_path / 'bad.npz'}", "train")
+
+
 @pytest.mark.parametrize(
     "images, match",
     [

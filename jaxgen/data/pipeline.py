@@ -18,7 +18,8 @@ Batch = dict[str, np.ndarray]
 
 def _gather(data: ImageData, idx: np.ndarray) -> Batch:
     labels = data.labels[idx] if data.labels is not None else np.zeros(len(idx), np.int32)
-    return {"image": data.images[idx], "label": labels}
+    return {"image": data.images[idx], "label": labels,
+            **{k: v[idx] for k, v in data.extras.items()}}
 
 
 class _EpochBatches:

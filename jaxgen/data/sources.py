@@ -29,6 +29,9 @@ class ImageData:
     images: np.ndarray  # uint8 [N, H, W, C]
     labels: np.ndarray | None  # int32 [N], or None when the source has no labels
     num_classes: int  # 0 when unlabelled
+    # Per-example arrays beside the images, each [N, ...] (a condition image, a mask); batches
+    # carry them under their own names.
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 def load_images(
@@ -186,9 +189,33 @@ def _load_npz(path: str, split: str) -> ImageData:
     labels = None
     if label_key in arrays:
         labels = _npz_labels(arrays[label_key], label_key, len(images), what)
+    extras = _npz_extras(arrays, f"{split}_" if splits else "", len(images), what)
     if not splits:
-        images, labels = _take(images, labels, _split_indices(len(images), split, what))
-    return ImageData(images, labels, 0 if labels is None else _npz_num_classes(arrays))
+        idx = _split_indices(len(images), split, what)
+        images, labels = _take(images, labels, idx)
+        extras = {k: v[idx] for k, v in extras.items()}
+    return ImageData(images, labels, 0 if labels is None else _npz_num_classes(arrays), extras)
+
+
+RESERVED = ("image", "label", "mask")  # the batch keys the loop itself fills
+
+
+def _npz_extras(arrays: dict[str, np.ndarray], prefix: str, n: int,
+                what: str) -> dict[str, np.ndarray]:
+    """The arrays of the split other than its images and labels: per-example extras."""
+    split_names = {k[: -len("_images")] for k in arrays if k.endswith("_images")}
+    extras = {}
+    for key, array in arrays.items():
+        if not key.startswith(prefix) or key in (prefix + "images", prefix + "labels"):
+            continue
+        name = key[len(prefix):]
+        if not prefix and "_" in name and name.split("_")[0] in split_names:
+            continue
+        if name in RESERVED or array.ndim == 0 or len(array) != n:
+            raise UserError(f"{what}: extra array '{key}' must have one row per image ({n}) and "
+                            f"a name other than {', '.join(RESERVED)}; got shape {array.shape}")
+        extras[name] = array
+    return extras
 
 
 def _npz_num_classes(arrays: dict[str, np.ndarray]) -> int:

@@ -11,7 +11,9 @@ import optax
 from jaxgen.errors import UserError
 
 Array = jax.Array
-Batch = dict[str, Array]  # image: uint8 [B, H, W, C], label: int32 [B] (mask: bool [B] in eval)
+# image: uint8 [B, H, W, C], label: int32 [B], mask: bool [B] (in eval: the real examples of a
+# padded batch), and the source's extras under their own names ([B, ...]: a condition image).
+Batch = dict[str, Array]
 Metrics = dict[str, Array]
 
 
@@ -30,6 +32,7 @@ class DataSpec:
 
     shape: tuple[int, int, int]  # H, W, C
     num_classes: int
+    extras: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # (name, shape of one, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
