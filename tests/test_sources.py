@@ -114,6 +114,14 @@ def test_npz_explicit_splits(tmp_path):
         load_images(f"npz:{tmp_path / 's.npz'}", "valid")
 
 
+def test_a_file_that_is_not_npz_is_one_plain_line(tmp_path):
+    (tmp_path / "x.npz").write_text("not an archive")
+    with pytest.raises(UserError) as info:
+        load_images(f"npz:{tmp_path / 'x.npz'}", "train")
+    assert str(info.value).endswith("is not a NumPy .npz archive; write it with "
+                                    "np.savez(path, images=...)")
+
+
 def test_npz_extras_travel_with_their_images(tmp_path):
     images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 1), np.uint8)
     condition = images[..., [0, 0, 0]] + 100  # a paired image per example

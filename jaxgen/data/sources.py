@@ -167,8 +167,8 @@ def _load_npz(path: str, split: str) -> ImageData:
         loaded = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UserError(f"{what}: no such file; give 'npz:' the path of an existing .npz") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{unreadable} ({e})") from None
+    except (OSError, ValueError):  # numpy's own reason speaks of pickles, which misleads
+        raise UserError(unreadable) from None
     if not isinstance(loaded, np.lib.npyio.NpzFile):  # a plain .npy array
         raise UserError(unreadable)
     with loaded:
