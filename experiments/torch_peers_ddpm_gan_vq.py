@@ -1,5 +1,5 @@
 """PyTorch peers of jaxgen's DDPM U-Net (jaxgen.nn.unet, jaxgen.models.diffusion), DCGAN
-(jaxgen.nn.gan_nets, jaxgen.models.gan) and VQ-VAE (jaxgen.nn.vq, jaxgen.models.vqvae), for
+(jaxgen.nn.dcgan, jaxgen.models.gan) and VQ-VAE (jaxgen.nn.vq, jaxgen.models.vqvae), for
 experiments/torch_peers.py."""
 import math
 
@@ -148,10 +148,10 @@ class DDPMPeer:
         self.update.step(loss)
 
 
-# -- dcgan: jaxgen.nn.gan_nets, jaxgen.models.gan --------------------------------------------------
+# -- dcgan: jaxgen.nn.dcgan, jaxgen.models.gan -----------------------------------------------------
 
 class BatchNorm(nn.BatchNorm2d):
-    """Batch statistics always, no running averages (jaxgen.nn.gan_nets.BatchNorm)."""
+    """Batch statistics always, no running averages (jaxgen.nn.gan_layers.BatchNorm)."""
 
     def __init__(self, c: int):
         super().__init__(c, eps=1e-5, track_running_stats=False)

@@ -118,7 +118,9 @@ class Checkpointer:
             raise UserError(
                 f"cannot restore the checkpoint at step {step} in {self.directory}: "
                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. It was written by a different "
-                f"model or is damaged; use a new --workdir (the checkpoint is left untouched)."
+                f"model, by a jaxgen whose networks have changed since, or is damaged: use a new "
+                f"--workdir to start again, or the jaxgen that wrote it to go on with it (the "
+                f"checkpoint is left untouched)."
             ) from None
         _check_shapes(abstract_state, restored.state, self.directory, step)
         return restored.state, restored.data

@@ -17,6 +17,8 @@ SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoi
                  "temperature", "picture_temperature")
 # Model keys that say where an input run lives: its weights are in the checkpoint, so it may move.
 LOCATION_KEYS = ("first_stage",)
+# Model options added since runs were first saved whose off value is not falsy: that value.
+ADDED_AT = {"penalty_every": 1}
 
 
 def load(spec: str) -> ConfigDict:
@@ -135,8 +137,12 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
     for key in STATE_DEFINING:
         before, now = _state_part(saved, key), _state_part(current, key)
         if isinstance(before, dict) and isinstance(now, dict):
-            # Options added to jaxgen after the run was saved match it while they are off.
-            now = {k: v for k, v in now.items() if k in before or v}
+            # Options added to jaxgen after the run was saved match it while they are off (at
+            # the value runs had before, ADDED_AT), and options since removed match while they
+            # were off in the saved run.
+            off = lambda k, v: v == ADDED_AT[k] if k in ADDED_AT else not v
+            now = {k: v for k, v in now.items() if k in before or not off(k, v)}
+            before = {k: v for k, v in before.items() if k in now or v}
         if before != now:
             raise UserError(
                 f"workdir {workdir} holds a run of a different model ({key} differs: saved "
@@ -267,10 +273,9 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     c.data.space = "symmetric"
     c.model = ConfigDict(dict(
         family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
-        clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64, g_depth=3, d_depth=3,
-        d_dropout=0.0, d_mbstd=0, d_batchnorm=False, d_spectral_norm=False, upsample="subpixel",
-        conditional=False, info_codes=0, info_weight=0.0, g_fc=0, d_fc=0,
-        d_pack=0, clusters=0))
+        penalty_every=1, clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64,
+        g_depth=3, d_depth=3, d_mbstd=0, d_spectral_norm=False, upsample="subpixel",
+        conditional=False, info_codes=0, info_weight=0.0, clusters=0))
     c.model.update(model)
     c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
     c.optim_d = ConfigDict(c.optim.to_dict())
