@@ -14,7 +14,7 @@ ConfigDict = ml_collections.ConfigDict
 STATE_DEFINING = ("model", "data.space", "data.name")
 # Model keys that set how a trained model samples, not what it learned: free to change later.
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
-                 "temperature", "picture_temperature")
+                 "temperature", "picture_temperature", "synthesis", "sample_size")
 # Model keys that say where an input run lives: its weights are in the checkpoint, so it may move.
 LOCATION_KEYS = ("first_stage",)
 # Model options added since runs were first saved whose off value is not falsy: that value.
@@ -163,7 +163,7 @@ def base_config() -> ConfigDict:
     c = ConfigDict()
     c.seed = 0
     c.data = ConfigDict(dict(
-        name="digits",  # a TFDS name, 'digits' (embedded), 'folder:/path' or 'npz:/path.npz'
+        name="digits",  # a TFDS name, 'digits' (embedded), 'image:FILE', 'folder:DIR', 'npz:FILE'
         data_dir=None,  # TFDS data dir (None: TFDS_DATA_DIR or TFDS's default)
         cache_dir=os.path.expanduser("~/.cache/jaxgen"),  # decoded TFDS splits; '' to disable
         train_split="train",

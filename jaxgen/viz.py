@@ -54,6 +54,23 @@ def grid(images, ncol: int | None = None, pad: int = 1) -> np.ndarray:
     return out
 
 
+def montage(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Images in [0, 1] (HWC, any sizes, one C) laid out in rows, each top-aligned, on mid-gray:
+    one uint8 picture."""
+    heights = [max(im.shape[0] for im in row) for row in rows]
+    width = max(sum(im.shape[1] + pad for im in row) for row in rows) + pad
+    out = np.full((sum(heights) + pad * (len(rows) + 1), width, rows[0][0].shape[-1]), PAD_VALUE,
+                  np.uint8)
+    y = pad
+    for row, height in zip(rows, heights):
+        x = pad
+        for im in row:
+            out[y : y + im.shape[0], x : x + im.shape[1]] = to_uint8(im)
+            x += im.shape[1] + pad
+        y += height + pad
+    return out
+
+
 def reconstructions(x, recon, n: int = 32, ncol: int = 16) -> np.ndarray:
     """A grid of the first n images of x [N, H, W, C], each followed by its reconstruction."""
     x, recon = np.asarray(x), np.asarray(recon)

@@ -15,7 +15,7 @@ from jaxgen.main import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["vae_digits.py:smoke", "vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke",
          "vae_mnist.py:conv+smoke", "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke",
-         "gaussian_mnist.py:pca50+smoke", "gaussian_cifar10.py:smoke",
+         "gaussian_mnist.py:pca50+smoke", "gaussian_cifar10.py:smoke", "texture.py:smoke",
          "autoencoder_mnist.py:smoke", "autoencoder_mnist.py:conv+smoke",
          "classifier_mnist.py:smoke", "classifier_cifar10.py:smoke", "nice_mnist.py:smoke",
          "realnvp_mnist.py:cpu+smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:cpu+smoke",
@@ -99,7 +99,7 @@ def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
         [str(steps // 2), str(steps)]
     with open(os.path.join(workdir, "eval", f"{steps}.json")) as f:
         metrics = json.load(f)
-    assert metrics["num_examples"] == 32
+    assert metrics["num_examples"] == (1 if config.startswith("texture") else 32)  # 1 exemplar
     assert all(v == v for v in metrics.values())  # no NaN
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         assert [json.loads(l)["step"] for l in f if '"train"' in l] == \
@@ -117,6 +117,19 @@ def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             for line in f:
                 assert {"nll_bpd", "log_prior", "log_det"} <= set(json.loads(line)), line
+
+
+def test_texture_samples_any_size_and_synthesis_from_a_trained_workdir(tmp_path, capsys):
+    args = ["--config", cfg("texture.py:smoke"), "--workdir", str(tmp_path)]
+    assert run(capsys, *args, "--config.train.steps=1")[0] == 0
+    assert os.path.exists(tmp_path / "samples" / "textures_000001.png")
+    code, err = run(capsys, *args, "--mode", "sample", "--config.model.synthesis=adsn",
+                    "--config.model.sample_size=(40, 300)", "--config.eval.num_samples=3")
+    assert code == 0, err
+    with np.load(tmp_path / "samples" / "samples_000001.npz") as f:
+        assert f["images"].shape == (3, 40, 300, 3)
+    code, err = run(capsys, *args, f"--config.data.name=image:{tmp_path}/none.png")
+    assert code == 2 and "no such file" in err and "Traceback" not in err
 
 
 def test_rerun_resumes_and_eval_sample_modes_use_latest(tmp_path, capsys):

@@ -77,6 +77,31 @@ def test_folder_flat_mixed_modes_unlabelled(tmp_path):
     assert data.images.shape == (10, 4, 4, 3) and data.labels is None and data.num_classes == 0
 
 
+def test_image_source_is_one_image_in_both_splits(tmp_path):
+    rng = np.random.default_rng(5)
+    gray, rgb = rng.integers(0, 256, (6, 5), np.uint8), rng.integers(0, 256, (4, 7, 3), np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.pgm")
+    _write(str(tmp_path / "c.png"), rgb)
+    for split in ("train", "test"):
+        data = load_images(f"image:{tmp_path / 'g.pgm'}", split)
+        np.testing.assert_array_equal(data.images, gray[None, ..., None])
+        assert data.labels is None and data.num_classes == 0
+    np.testing.assert_array_equal(load_images(f"image:{tmp_path / 'c.png'}", "test").images,
+                                  rgb[None])
+    with pytest.raises(UserError, match="unknown split"):
+        load_images(f"image:{tmp_path / 'c.png'}", "validation")
+
+
+def test_image_source_missing_or_unreadable_file_is_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"no such file; give 'image:' the path of an existing"):
+        load_images(f"image:{tmp_path / 'none.png'}", "train")
+    with pytest.raises(UserError, match=r"no such file"):
+        load_images(f"image:{tmp_path}", "train")  # a directory
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(UserError, match=r"cannot read image .*bad\.png .*give 'image:' a"):
+        load_images(f"image:{tmp_path / 'bad.png'}", "train")
+
+
 def test_folder_size_mismatch_names_file(tmp_path):
     _write(str(tmp_path / "a.png"), np.zeros((4, 4), np.uint8))
     _write(str(tmp_path / "b.png"), np.zeros((5, 4), np.uint8))

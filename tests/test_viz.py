@@ -27,6 +27,15 @@ def test_grid_places_images_and_pads_gray():
     assert np.all(g[4:6, 4:6] == 128)  # unused last cell stays gray
 
 
+def test_montage_lays_out_rows_of_any_sizes_top_aligned():
+    small, big = np.zeros((2, 3, 1)), np.ones((4, 5, 1))
+    m = viz.montage([[small, small], [big]], pad=1)
+    assert m.shape == (1 + 2 + 1 + 4 + 1, 1 + 3 + 1 + 3 + 1, 1) and m.dtype == np.uint8
+    assert np.all(m[1:3, 1:4] == 0) and np.all(m[1:3, 5:8] == 0)
+    assert np.all(m[4:8, 1:6] == 255)
+    assert np.all(m[3] == 128) and np.all(m[4:8, 6:] == 128)  # padding and the unused right
+
+
 @pytest.mark.parametrize("channels, mode", [(1, "L"), (3, "RGB")])
 def test_save_grid_writes_readable_png(tmp_path, channels, mode):
     path = tmp_path / "nested" / "samples.png"

@@ -1,4 +1,5 @@
-"""In-memory image sources: sklearn digits, a folder of images, an .npz file, or a TFDS dataset.
+"""In-memory image sources: sklearn digits, one image file, a folder of images, an .npz file, or a
+TFDS dataset.
 
 Every source returns decoded uint8 NHWC arrays; `load_images` is the single entry point.
 """
@@ -15,8 +16,9 @@ from PIL import Image
 
 from jaxgen.errors import UserError
 
-SPECIAL_SOURCES = "'digits', 'folder:/path/to/images' or 'npz:/path/to/file.npz'"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+SPECIAL_SOURCES = ("'digits', 'image:/path/to/file.png', 'folder:/path/to/images' or "
+                   "'npz:/path/to/file.npz'")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm")
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 DIGITS_TRAIN = 1497
 READ_CHUNK = 2048
@@ -37,13 +39,16 @@ class ImageData:
 def load_images(
     name: str, split: str, data_dir: str | None = None, cache_dir: str | None = None
 ) -> ImageData:
-    """Loads split `split` of source `name` ('digits', 'folder:DIR', 'npz:FILE' or a TFDS name).
+    """Loads split `split` of source `name` ('digits', 'image:FILE', 'folder:DIR', 'npz:FILE' or a
+    TFDS name).
 
     `data_dir` is the TFDS data dir (None: TFDS default, which honours TFDS_DATA_DIR). With
     `cache_dir`, decoded TFDS splits are stored there as .npz and reused on the next call.
     """
     if name == "digits":
         return _load_digits(split)
+    if name.startswith("image:"):
+        return _load_image(name[len("image:") :], split)
     if name.startswith("folder:"):
         return _load_folder(name[len("folder:") :], split)
     if name.startswith("npz:"):
@@ -90,6 +95,27 @@ def _load_digits(split: str) -> ImageData:
     return ImageData(images[idx], labels[idx], 10)
 
 
+def _read_image(path: str, advice: str) -> np.ndarray:
+    """One image file as uint8 [H, W] (gray) or [H, W, 3]; a UserError with `advice` if it cannot
+    be read."""
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("L" if im.mode in GRAY_MODES else "RGB"))
+    except OSError as e:
+        raise UserError(f"cannot read image {path} ({e}); {advice}") from None
+
+
+def _load_image(path: str, split: str) -> ImageData:
+    """One image, which both splits hold (a texture exemplar is fitted and evaluated on it)."""
+    what = f"image source {path!r}"
+    _check_split(split, ["train", "test"], what)
+    if not os.path.isfile(path):
+        raise UserError(f"{what}: no such file; give 'image:' the path of an existing "
+                        f"{'/'.join(IMAGE_EXTENSIONS)} file")
+    image = _read_image(path, f"give 'image:' a {'/'.join(IMAGE_EXTENSIONS)} file")
+    return ImageData(image.reshape((1,) + image.shape[:2] + (-1,)), None, 0)
+
+
 def _load_folder(root: str, split: str) -> ImageData:
     what = f"folder source {root!r}"
     if not os.path.isdir(root):
@@ -103,21 +129,13 @@ def _load_folder(root: str, split: str) -> ImageData:
     if not paths:
         raise UserError(f"{what} holds no {'/'.join(IMAGE_EXTENSIONS)} files; add images to it")
 
-    arrays, expected = [], None
+    arrays = []
     for path in paths:
-        try:
-            with Image.open(path) as im:
-                if expected is None:
-                    expected = (path, im.size)
-                elif im.size != expected[1]:
-                    raise UserError(
-                        f"image {path} is {im.size[0]}x{im.size[1]} but {expected[0]} is "
-                        f"{expected[1][0]}x{expected[1][1]}; all images of a folder source must "
-                        "have the same size: resize them first"
-                    )
-                arrays.append(np.asarray(im.convert("L" if im.mode in GRAY_MODES else "RGB")))
-        except OSError as e:
-            raise UserError(f"cannot read image {path} ({e}); fix or remove the file") from None
+        arrays.append(_read_image(path, "fix or remove the file"))
+        (h, w), (h0, w0) = arrays[-1].shape[:2], arrays[0].shape[:2]
+        if (h, w) != (h0, w0):
+            raise UserError(f"image {path} is {w}x{h} but {paths[0]} is {w0}x{h0}; all images of "
+                            "a folder source must have the same size: resize them first")
     if any(a.ndim == 3 for a in arrays):
         # Mixed folder: gray images become RGB so all share one channel count.
         arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in arrays]
