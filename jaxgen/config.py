@@ -3,6 +3,7 @@ import ast
 import importlib.util
 import json
 import os
+import traceback
 
 import ml_collections
 
@@ -22,6 +23,9 @@ LOCATION_KEYS = ("first_stage",)
 def load(spec: str) -> ConfigDict:
     """'configs/vae_mnist.py[:variant]' -> the ConfigDict its get_config(variant) returns."""
     path, _, variant = spec.partition(":")
+    if os.path.isdir(path):
+        raise UserError(f"config file {path!r} is a directory; pass --config "
+                        f"configs/<name>.py[:variant]")
     if not os.path.isfile(path):
         raise UserError(f"config file {path!r} not found; pass --config configs/<name>.py[:variant]")
     if not path.endswith(".py"):
@@ -33,6 +37,8 @@ def load(spec: str) -> ConfigDict:
         module_spec.loader.exec_module(module)
     except SyntaxError as e:
         raise UserError(f"{path} is not valid Python: {e.msg} (line {e.lineno})") from None
+    except Exception as e:  # the user's own code failed: say where, in one line
+        raise UserError(f"{path} failed to load: {_where(e, path)}") from None
     if not hasattr(module, "get_config"):
         raise UserError(f"{path} defines no get_config()")
     try:
@@ -40,7 +46,22 @@ def load(spec: str) -> ConfigDict:
     except KeyError as e:
         raise UserError(f"{path} has no variant {variant!r}: {e.args[0] if e.args else e}"
                         ) from None
+    except Exception as e:
+        raise UserError(f"{path}: get_config({variant or None!r}) raised {_where(e, path)}"
+                        ) from None
+    if not isinstance(config, ConfigDict):
+        raise UserError(f"{path}: get_config({variant or None!r}) returned a "
+                        f"{type(config).__name__}, not a ConfigDict (start from base_config())")
     return config
+
+
+def _where(error: Exception, path: str) -> str:
+    """'ZeroDivisionError: division by zero (line 2: return 1/0)': the error and the line of
+    the config file it came from (the innermost one, if the traceback passes through it)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(path)]
+    where = f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
 
 
 def override(config: ConfigDict, key: str, text: str) -> None:
@@ -91,7 +112,7 @@ def _is_int(value) -> bool:
 
 
 # The loop's numbers: (key, smallest value). Checked once, after the overrides.
-COUNTS = (("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
+COUNTS = (("seed", 0), ("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
           ("train.checkpoint_every", 1), ("train.eval_every", 1), ("train.sample_every", 1),
           ("train.keep_checkpoints", 1), ("train.num_devices", 0), ("train.shard_min_size", 0),
           ("eval.batch_size", 1), ("eval.num_examples", 0), ("eval.num_samples", 0),
@@ -100,8 +121,8 @@ COUNTS = (("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
 
 
 def check_values(config: ConfigDict) -> None:
-    """Raises a UserError for a count of the loop that is not an integer at least its minimum,
-    and for a data.data_dir that is not a path."""
+    """Raises a UserError for a count of the loop (or the seed) that is not an integer at least
+    its minimum, and for a data.data_dir that is not a path."""
     for key, least in COUNTS:
         *parents, leaf = key.split(".")
         node = config
@@ -113,6 +134,8 @@ def check_values(config: ConfigDict) -> None:
         if not _is_int(value) or value < least:
             need = "a positive integer" if least == 1 else "an integer >= 0"
             raise UserError(f"{key} must be {need}, not {value!r}; set --config.{key}=N")
+    if config.get("seed", 0) >= 2**63:  # what a PRNG key takes
+        raise UserError(f"seed must be below 2**63, not {config.seed}; set --config.seed=N")
     data_dir = config.data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise UserError(f"data.data_dir must be a path, not {data_dir!r}")
