@@ -44,7 +44,13 @@ class Experiment:
         pipeline.check_batch_size(self.train_data, config.train.batch_size, jax.process_count())
         self.spec = runs.spec_of(self.train_data)
         self.family: Family = models.make(config, self.spec, runs.resolve_inputs(config))
-        self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use
+        self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use ...
+        if config.eval.feature_workdir:  # ... and refused now, not at the first eval
+            evaluation.check_feature_net(config.eval.feature_workdir, self.spec.shape)
+            if self.family.sample is None:
+                raise UserError(f"model.family {config.model.family!r} generates no samples for "
+                                f"eval.feature_workdir to measure; set "
+                                f"--config.eval.feature_workdir=''")
 
         root = jax.random.key(config.seed)
         self.rng_init, self.rng_train, self.rng_eval, self.rng_sample = jax.random.split(root, 4)
