@@ -64,6 +64,10 @@ def damage(step_dir: str) -> str | None:
     return None
 
 
+class Mismatch(UserError):
+    """A checkpoint that does not fit the state it is restored into."""
+
+
 class Checkpointer:
     """Async saves, keep-last-N, and restore onto given shardings.
 
@@ -132,7 +136,7 @@ class Checkpointer:
                 ),
             )
         except Exception as e:  # orbax raises many types for mismatched or damaged files
-            raise UserError(
+            raise Mismatch(
                 f"cannot restore the checkpoint at step {step} in {self.directory}: "
                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. It was written by a different "
                 f"model or is damaged; use a new --workdir (the checkpoint is left untouched)."
@@ -218,7 +222,7 @@ def _check_shapes(expected: Any, restored: Any, directory: str, step: int) -> No
         if want.shape != got.shape
     ]
     if bad:
-        raise UserError(
+        raise Mismatch(
             f"the checkpoint at step {step} in {directory} does not fit this model ("
             + "; ".join(bad[:3])
             + "). Use a new --workdir (the checkpoint is left untouched)."

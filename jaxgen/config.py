@@ -162,10 +162,44 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
             now = {k: v for k, v in now.items() if k in before or v}
         if before != now:
             raise UserError(
-                f"workdir {workdir} holds a run of a different model ({key} differs: saved "
-                f"{before!r}, now {now!r}). Use a new --workdir, or run "
-                f"with the config this workdir was made with (saved in {workdir}/config.json)."
+                f"workdir {workdir} holds a run of a different model ({key} differs: "
+                f"{_describe(_flat({key: before}), _flat({key: now}))}). Use a new --workdir, or "
+                f"run with the config this workdir was made with (saved in {workdir}/config.json)."
             )
+
+
+# Keys free to change on a resume whatever the checkpoint holds: the loop's schedule, where the
+# data lives.
+FREE_TO_CHANGE = ("seed", "train.", "eval.", "data.data_dir", "data.cache_dir")
+
+
+def changes(saved_json: str, config: ConfigDict) -> str:
+    """The keys outside FREE_TO_CHANGE in which config differs from the saved one, in words
+    ('' if none): the likely cause of a checkpoint that does not fit."""
+    saved, now = ({k: v for k, v in _flat(tree).items() if not k.startswith(FREE_TO_CHANGE)}
+                  for tree in (json.loads(saved_json), json.loads(to_json(config))))
+    return _describe(saved, now)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{dotted key: value} of the leaves of a JSON tree."""
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def _describe(before: dict, now: dict) -> str:
+    """'model.hidden saved [256, 256], now [128, 128]' for each key whose values differ."""
+    def show(tree: dict, key: str) -> str:
+        return repr(tree[key]) if key in tree else "unset"
+
+    return "; ".join(f"{k} saved {show(before, k)}, now {show(now, k)}"
+                     for k in sorted(before.keys() | now.keys())
+                     if k not in before or k not in now or before[k] != now[k])
 
 
 def _state_part(tree: dict, key: str):

@@ -103,7 +103,18 @@ class Experiment:
         """The newest intact checkpoint's state and data position. Without one, a fresh state
         (or, when `required`, as for eval and sample, an error). Training sets damaged newer
         checkpoints aside, as it will save those steps again."""
-        found = self.ckpt.restore_latest(self.abstract, set_aside=not required)
+        try:
+            found = self.ckpt.restore_latest(self.abstract, set_aside=not required)
+        except checkpoint.Mismatch as e:
+            path = os.path.join(self.workdir, "config.json")
+            changed = ""
+            if os.path.exists(path):
+                with open(path) as f:
+                    changed = config_lib.changes(f.read(), self.config)
+            if not changed:
+                raise
+            raise UserError(f"{e} Since the run was made, the config changed in {changed}: "
+                            f"rerun with the saved values to resume it.") from None
         if found is None:
             if required:
                 raise _no_checkpoint(self.workdir)
