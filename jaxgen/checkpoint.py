@@ -160,9 +160,8 @@ class Checkpointer:
                 return step, state, data_state
             where = self.step_dir(step)
             if set_aside:
-                os.rename(where, where + DAMAGED)
+                where = _set_aside(where)
                 self._manager.reload()
-                where += DAMAGED
             skipped.append(f"checkpoint {step} ({problem}; kept in {where})")
         if skipped:
             raise UserError(f"every checkpoint in {self.directory} is damaged: "
@@ -211,6 +210,17 @@ class Checkpointer:
         self._finish()
         if self._orbax is not None:
             self._orbax.close()
+
+
+def _set_aside(step_dir: str) -> str:
+    """Renames a damaged step directory to <step>.damaged (or .damaged.2, ... when an earlier
+    one was set aside there); returns the new path."""
+    target, n = step_dir + DAMAGED, 1
+    while os.path.lexists(target):
+        n += 1
+        target = f"{step_dir}{DAMAGED}.{n}"
+    os.rename(step_dir, target)
+    return target
 
 
 def _check_shapes(expected: Any, restored: Any, directory: str, step: int) -> None:
