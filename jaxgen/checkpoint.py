@@ -64,6 +64,10 @@ def damage(step_dir: str) -> str | None:
     return None
 
 
+class Mismatch(UserError):
+    """A checkpoint that does not fit the state it is restored into."""
+
+
 class Checkpointer:
     """Async saves, keep-last-N, and restore onto given shardings.
 
@@ -74,18 +78,34 @@ class Checkpointer:
 
     def __init__(self, directory: str, keep: int = 3):
         self.directory = os.path.abspath(directory)
-        self._manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(
-                preservation_policy=ocp.checkpoint_managers.LatestN(keep),
-                enable_async_checkpointing=True,
-            ),
-            item_names=("state", "data"),
-        )
+        self._keep = keep
+        self._orbax: ocp.CheckpointManager | None = None
         self._undigested: list[int] = []
 
+    @property
+    def _manager(self) -> ocp.CheckpointManager:
+        """Orbax's manager, made at the first use that needs one: it creates the directory, so
+        a run refused before its first save leaves none behind."""
+        if self._orbax is None:
+            self._orbax = ocp.CheckpointManager(
+                self.directory,
+                options=ocp.CheckpointManagerOptions(
+                    preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
+                    enable_async_checkpointing=True,
+                ),
+                item_names=("state", "data"),
+            )
+        return self._orbax
+
+    def _steps(self) -> list[int]:
+        """The saved steps, oldest first; none (and nothing created) without the directory."""
+        if self._orbax is None and not os.path.isdir(self.directory):
+            return []
+        return sorted(self._manager.all_steps())
+
     def latest_step(self) -> int | None:
-        return self._manager.latest_step()
+        steps = self._steps()
+        return steps[-1] if steps else None
 
     def step_dir(self, step: int) -> str:
         return os.path.join(self.directory, str(step))
@@ -94,9 +114,10 @@ class Checkpointer:
         """Starts an async save (after finishing the previous one and its digest); returns once
         the arrays are copied off the devices."""
         self._finish()
+        manager = self._manager  # creates the directory, which _check_space measures
         self._check_space(step, state)
         self._undigested.append(step)
-        self._manager.save(
+        manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
@@ -115,7 +136,7 @@ class Checkpointer:
                 ),
             )
         except Exception as e:  # orbax raises many types for mismatched or damaged files
-            raise UserError(
+            raise Mismatch(
                 f"cannot restore the checkpoint at step {step} in {self.directory}: "
                 f"{type(e).__name__}: {str(e).splitlines()[0][:300]}. It was written by a different "
                 f"model, by a jaxgen whose networks have changed since, or is damaged: use a new "
@@ -131,7 +152,7 @@ class Checkpointer:
         Newer damaged ones are reported on stderr and kept; with set_aside (a run that will save
         those steps again) each is renamed to <step>.damaged, out of orbax's sight."""
         skipped = []
-        for step in sorted(self._manager.all_steps(), reverse=True):
+        for step in reversed(self._steps()):
             problem = damage(self.step_dir(step))
             if problem is None:
                 state, data_state = self.restore(abstract_state, step)
@@ -141,9 +162,8 @@ class Checkpointer:
                 return step, state, data_state
             where = self.step_dir(step)
             if set_aside:
-                os.rename(where, where + DAMAGED)
+                where = _set_aside(where)
                 self._manager.reload()
-                where += DAMAGED
             skipped.append(f"checkpoint {step} ({problem}; kept in {where})")
         if skipped:
             raise UserError(f"every checkpoint in {self.directory} is damaged: "
@@ -168,6 +188,8 @@ class Checkpointer:
 
     def _finish(self) -> None:
         """Waits for the async save in flight and writes the digest of what it committed."""
+        if self._orbax is None:
+            return
         try:
             self._manager.wait_until_finished()
         except Exception as e:  # e.g. the disk filled up under the async writer
@@ -188,7 +210,19 @@ class Checkpointer:
 
     def close(self) -> None:
         self._finish()
-        self._manager.close()
+        if self._orbax is not None:
+            self._orbax.close()
+
+
+def _set_aside(step_dir: str) -> str:
+    """Renames a damaged step directory to <step>.damaged (or .damaged.2, ... when an earlier
+    one was set aside there); returns the new path."""
+    target, n = step_dir + DAMAGED, 1
+    while os.path.lexists(target):
+        n += 1
+        target = f"{step_dir}{DAMAGED}.{n}"
+    os.rename(step_dir, target)
+    return target
 
 
 def _check_shapes(expected: Any, restored: Any, directory: str, step: int) -> None:
@@ -200,7 +234,7 @@ def _check_shapes(expected: Any, restored: Any, directory: str, step: int) -> No
         if want.shape != got.shape
     ]
     if bad:
-        raise UserError(
+        raise Mismatch(
             f"the checkpoint at step {step} in {directory} does not fit this model ("
             + "; ".join(bad[:3])
             + "). Use a new --workdir (the checkpoint is left untouched)."

@@ -3,6 +3,7 @@ import ast
 import importlib.util
 import json
 import os
+import traceback
 
 import ml_collections
 
@@ -24,6 +25,9 @@ ADDED_AT = {"penalty_every": 1}
 def load(spec: str) -> ConfigDict:
     """'configs/vae_mnist.py[:variant]' -> the ConfigDict its get_config(variant) returns."""
     path, _, variant = spec.partition(":")
+    if os.path.isdir(path):
+        raise UserError(f"config file {path!r} is a directory; pass --config "
+                        f"configs/<name>.py[:variant]")
     if not os.path.isfile(path):
         raise UserError(f"config file {path!r} not found; pass --config configs/<name>.py[:variant]")
     if not path.endswith(".py"):
@@ -35,6 +39,8 @@ def load(spec: str) -> ConfigDict:
         module_spec.loader.exec_module(module)
     except SyntaxError as e:
         raise UserError(f"{path} is not valid Python: {e.msg} (line {e.lineno})") from None
+    except Exception as e:  # the user's own code failed: say where, in one line
+        raise UserError(f"{path} failed to load: {_where(e, path)}") from None
     if not hasattr(module, "get_config"):
         raise UserError(f"{path} defines no get_config()")
     try:
@@ -42,7 +48,22 @@ def load(spec: str) -> ConfigDict:
     except KeyError as e:
         raise UserError(f"{path} has no variant {variant!r}: {e.args[0] if e.args else e}"
                         ) from None
+    except Exception as e:
+        raise UserError(f"{path}: get_config({variant or None!r}) raised {_where(e, path)}"
+                        ) from None
+    if not isinstance(config, ConfigDict):
+        raise UserError(f"{path}: get_config({variant or None!r}) returned a "
+                        f"{type(config).__name__}, not a ConfigDict (start from base_config())")
     return config
+
+
+def _where(error: Exception, path: str) -> str:
+    """'ZeroDivisionError: division by zero (line 2: return 1/0)': the error and the line of
+    the config file it came from (the innermost one, if the traceback passes through it)."""
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(path)]
+    where = f" (line {frames[-1].lineno}: {frames[-1].line})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
 
 
 def override(config: ConfigDict, key: str, text: str) -> None:
@@ -93,7 +114,7 @@ def _is_int(value) -> bool:
 
 
 # The loop's numbers: (key, smallest value). Checked once, after the overrides.
-COUNTS = (("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
+COUNTS = (("seed", 0), ("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
           ("train.checkpoint_every", 1), ("train.eval_every", 1), ("train.sample_every", 1),
           ("train.keep_checkpoints", 1), ("train.num_devices", 0), ("train.shard_min_size", 0),
           ("eval.batch_size", 1), ("eval.num_examples", 0), ("eval.num_samples", 0),
@@ -102,8 +123,8 @@ COUNTS = (("train.steps", 1), ("train.batch_size", 1), ("train.log_every", 1),
 
 
 def check_values(config: ConfigDict) -> None:
-    """Raises a UserError for a count of the loop that is not an integer at least its minimum,
-    and for a data.data_dir that is not a path."""
+    """Raises a UserError for a count of the loop (or the seed) that is not an integer at least
+    its minimum, and for a data.data_dir that is not a path."""
     for key, least in COUNTS:
         *parents, leaf = key.split(".")
         node = config
@@ -115,6 +136,8 @@ def check_values(config: ConfigDict) -> None:
         if not _is_int(value) or value < least:
             need = "a positive integer" if least == 1 else "an integer >= 0"
             raise UserError(f"{key} must be {need}, not {value!r}; set --config.{key}=N")
+    if config.get("seed", 0) >= 2**63:  # what a PRNG key takes
+        raise UserError(f"seed must be below 2**63, not {config.seed}; set --config.seed=N")
     data_dir = config.data.get("data_dir")
     if data_dir is not None and not isinstance(data_dir, str):
         raise UserError(f"data.data_dir must be a path, not {data_dir!r}")
@@ -145,10 +168,44 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
             before = {k: v for k, v in before.items() if k in now or v}
         if before != now:
             raise UserError(
-                f"workdir {workdir} holds a run of a different model ({key} differs: saved "
-                f"{before!r}, now {now!r}). Use a new --workdir, or run "
-                f"with the config this workdir was made with (saved in {workdir}/config.json)."
+                f"workdir {workdir} holds a run of a different model ({key} differs: "
+                f"{_describe(_flat({key: before}), _flat({key: now}))}). Use a new --workdir, or "
+                f"run with the config this workdir was made with (saved in {workdir}/config.json)."
             )
+
+
+# Keys free to change on a resume whatever the checkpoint holds: the loop's schedule, where the
+# data lives.
+FREE_TO_CHANGE = ("seed", "train.", "eval.", "data.data_dir", "data.cache_dir")
+
+
+def changes(saved_json: str, config: ConfigDict) -> str:
+    """The keys outside FREE_TO_CHANGE in which config differs from the saved one, in words
+    ('' if none): the likely cause of a checkpoint that does not fit."""
+    saved, now = ({k: v for k, v in _flat(tree).items() if not k.startswith(FREE_TO_CHANGE)}
+                  for tree in (json.loads(saved_json), json.loads(to_json(config))))
+    return _describe(saved, now)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{dotted key: value} of the leaves of a JSON tree."""
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[prefix + k] = v
+    return flat
+
+
+def _describe(before: dict, now: dict) -> str:
+    """'model.hidden saved [256, 256], now [128, 128]' for each key whose values differ."""
+    def show(tree: dict, key: str) -> str:
+        return repr(tree[key]) if key in tree else "unset"
+
+    return "; ".join(f"{k} saved {show(before, k)}, now {show(now, k)}"
+                     for k in sorted(before.keys() | now.keys())
+                     if k not in before or k not in now or before[k] != now[k])
 
 
 def _state_part(tree: dict, key: str):

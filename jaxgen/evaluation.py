@@ -42,9 +42,7 @@ class FeatureNet:
         """images float [N, H, W, C] in [0, 1] -> (features [N, F], probs [N, K]), float32."""
         images = np.asarray(images, np.float32)
         if images.shape[1:] != self.shape:
-            raise UserError(f"the feature network in {self.workdir} takes images of shape "
-                            f"{self.shape}, got {images.shape[1:]}; use a classifier trained on "
-                            f"this dataset as eval.feature_workdir")
+            raise _shape_error(self.workdir, self.shape, images.shape[1:])
         n, b = len(images), self.batch_size
         padded = np.zeros((-(-n // b) * b,) + self.shape, np.float32)
         padded[:n] = images
@@ -63,10 +61,27 @@ class FeatureNet:
         return self.embed(images)[1]
 
 
+FEATURE_KEY, FEATURE_HINT = "eval.feature_workdir", "configs/classifier_<dataset>.py"
+
+
+def _shape_error(workdir: str, takes: tuple, got: tuple) -> UserError:
+    return UserError(f"the feature network in {workdir} takes images of shape {tuple(takes)}, "
+                     f"got {tuple(got)}; use a classifier trained on this dataset as "
+                     f"{FEATURE_KEY}")
+
+
+def check_feature_net(workdir: str, shape: tuple[int, int, int]) -> None:
+    """Refuses, before a run starts, what load_feature_net would refuse at its first eval: no
+    trained classifier in `workdir`, or one trained on images of another shape."""
+    config = runs.check_run(workdir, "classifier", FEATURE_KEY, FEATURE_HINT)
+    takes = runs.read_spec(workdir, config).shape
+    if tuple(takes) != tuple(shape):
+        raise _shape_error(workdir, takes, shape)
+
+
 def load_feature_net(workdir: str) -> FeatureNet:
     """Restores the latest checkpoint of the classifier run in `workdir` (read only)."""
-    run = runs.load_run(workdir, "classifier", "eval.feature_workdir",
-                        "configs/classifier_<dataset>.py")
+    run = runs.load_run(workdir, "classifier", FEATURE_KEY, FEATURE_HINT)
     embed_fn = jax.jit(classifier.make_embed(run.config, run.spec))
     return FeatureNet(workdir, int(run.state.step), run.spec.shape, run.spec.num_classes,
                       run.config.eval.batch_size, run.mesh, run.state, embed_fn)

@@ -2,6 +2,7 @@
 import argparse
 import os
 import sys
+from typing import NoReturn
 
 from jaxgen import allocator, config as config_lib
 from jaxgen.errors import Interrupted, UserError
@@ -11,9 +12,16 @@ from the workdir's latest checkpoint. Override any config value with --config.KE
 --config.train.steps=100 --config.optim.learning_rate=3e-4."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are a UserError (one line, exit 2), not its usage and an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{message}; see python -m jaxgen.main --help")
+
+
 def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, str, str]:
     """argv -> (config with overrides applied, workdir, mode)."""
-    parser = argparse.ArgumentParser(prog="python -m jaxgen.main", description=DESCRIPTION)
+    parser = _Parser(prog="python -m jaxgen.main", description=DESCRIPTION)
     parser.add_argument("--config", required=True, help="configs/NAME.py[:variant]")
     parser.add_argument("--workdir", required=True, help="run directory (resumed if it exists)")
     parser.add_argument("--mode", default="train", choices=("train", "eval", "sample"))

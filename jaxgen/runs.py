@@ -67,9 +67,10 @@ def resolve_inputs(config) -> dict[str, Run]:
             for name, (family, hint) in models.input_runs(config).items()}
 
 
-def load_run(workdir: str, family: str, key: str, hint: str) -> Run:
-    """The `family` run in workdir at its latest checkpoint, read only; `key` is the config key
-    that named it and `hint` the config that trains one, for the errors."""
+def check_run(workdir: str, family: str, key: str, hint: str) -> ml_collections.ConfigDict:
+    """The config of the trained `family` run in workdir, without restoring it: a UserError
+    when there is none. `key` is the config key that named it and `hint` the config that trains
+    one, for the errors."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise UserError(f"{key} {workdir!r} holds no config.json; train a {family} run there "
@@ -81,8 +82,20 @@ def load_run(workdir: str, family: str, key: str, hint: str) -> Run:
                         f"{family} run ({hint})")
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
     try:
-        if ckpt.latest_step() is None:
-            raise UserError(f"{key} {workdir!r} holds no checkpoint; train it first ({hint})")
+        latest = ckpt.latest_step()
+    finally:
+        ckpt.close()
+    if latest is None:
+        raise UserError(f"{key} {workdir!r} holds no checkpoint; train it first ({hint})")
+    return config
+
+
+def load_run(workdir: str, family: str, key: str, hint: str) -> Run:
+    """The `family` run in workdir at its latest checkpoint, read only; `key` and `hint` as for
+    check_run."""
+    config = check_run(workdir, family, key, hint)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
         spec = read_spec(workdir, config)
         mesh = sharding.make_mesh(config.train.num_devices)
         run_family = models.make(config, spec, resolve_inputs(config))

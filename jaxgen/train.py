@@ -41,9 +41,16 @@ class Experiment:
         cache = d.cache_dir or None
         self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, cache)
         self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, cache)
+        pipeline.check_batch_size(self.train_data, config.train.batch_size, jax.process_count())
         self.spec = runs.spec_of(self.train_data)
         self.family: Family = models.make(config, self.spec, runs.resolve_inputs(config))
-        self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use
+        self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use ...
+        if config.eval.feature_workdir:  # ... and refused now, not at the first eval
+            evaluation.check_feature_net(config.eval.feature_workdir, self.spec.shape)
+            if self.family.sample is None:
+                raise UserError(f"model.family {config.model.family!r} generates no samples for "
+                                f"eval.feature_workdir to measure; set "
+                                f"--config.eval.feature_workdir=''")
 
         root = jax.random.key(config.seed)
         self.rng_init, self.rng_train, self.rng_eval, self.rng_sample = jax.random.split(root, 4)
@@ -79,7 +86,12 @@ class Experiment:
             raise UserError(f"{self.workdir} has checkpoints but no config.json; use a new --workdir")
 
     def record_config(self) -> None:
-        """Saves config.json and the data spec: once training is known to go ahead."""
+        """Creates the workdir and saves config.json and the data spec in it: once training is
+        known to go ahead."""
+        try:
+            os.makedirs(self.workdir, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create --workdir {self.workdir}: {e.strerror}") from None
         if self.is_main:
             path = os.path.join(self.workdir, "config.json")
             with open(path + ".tmp", "w") as f:
@@ -91,7 +103,18 @@ class Experiment:
         """The newest intact checkpoint's state and data position. Without one, a fresh state
         (or, when `required`, as for eval and sample, an error). Training sets damaged newer
         checkpoints aside, as it will save those steps again."""
-        found = self.ckpt.restore_latest(self.abstract, set_aside=not required)
+        try:
+            found = self.ckpt.restore_latest(self.abstract, set_aside=not required)
+        except checkpoint.Mismatch as e:
+            path = os.path.join(self.workdir, "config.json")
+            changed = ""
+            if os.path.exists(path):
+                with open(path) as f:
+                    changed = config_lib.changes(f.read(), self.config)
+            if not changed:
+                raise
+            raise UserError(f"{e} Since the run was made, the config changed in {changed}: "
+                            f"rerun with the saved values to resume it.") from None
         if found is None:
             if required:
                 raise _no_checkpoint(self.workdir)
@@ -341,20 +364,33 @@ def _no_checkpoint(workdir: str) -> UserError:
                      f"point --workdir at a trained run")
 
 
+def _check_writable(workdir: str, mode: str) -> None:
+    """Refuses a --workdir that is a file, lies under one or cannot be written (every mode
+    writes there), before anything is read or written."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory")
+    existing = os.path.abspath(workdir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--workdir {workdir} is under a file ({existing}), not a directory; "
+                        f"pass a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == os.path.abspath(workdir) else f" ({existing} is not)"
+        raise UserError(f"--workdir {workdir} is not writable{where}: a read-only file system or "
+                        f"no write permission, and --mode {mode} writes there; pass a writable "
+                        f"--workdir (a copy of the run, to resume or read it)")
+
+
 def run(config, workdir: str, mode: str) -> None:
     """Runs `mode` (train, eval or sample) of `config` in `workdir`."""
     if mode not in ("train", "eval", "sample"):
         raise UserError(f"unknown --mode {mode!r}; use train, eval or sample")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        raise UserError(f"--workdir {workdir} is a file, not a directory; pass a directory")
+    _check_writable(workdir, mode)
     checkpoints = os.path.join(workdir, "checkpoints")
     if mode != "train" and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
-        raise _no_checkpoint(workdir)  # before anything is created there
-    try:
-        os.makedirs(workdir, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create --workdir {workdir}: {e.strerror}") from None
-    exp = Experiment(config, workdir)
+        raise _no_checkpoint(workdir)
+    exp = Experiment(config, workdir)  # creates nothing: training creates the workdir
     try:
         exp.check_workdir()
         if mode == "train":

@@ -44,6 +44,20 @@ class _EpochBatches:
         return _gather(self.data, idx)
 
 
+def check_batch_size(data: ImageData, global_batch_size: int, process_count: int = 1) -> None:
+    """Refuses a training batch the split cannot fill or the hosts cannot share."""
+    n = len(data.images)
+    if global_batch_size > n:
+        raise UserError(
+            f"train.batch_size {global_batch_size} is larger than the training split "
+            f"({n} images); lower --config.train.batch_size"
+        )
+    if global_batch_size % process_count:
+        raise UserError(
+            f"train.batch_size {global_batch_size} must divide evenly over {process_count} hosts"
+        )
+
+
 class TrainIterator:
     """Endless host-local training batches with a checkpointable position.
 
@@ -58,16 +72,7 @@ class TrainIterator:
         process_index: int = 0,
         process_count: int = 1,
     ):
-        n = len(data.images)
-        if global_batch_size > n:
-            raise UserError(
-                f"train.batch_size {global_batch_size} is larger than the training split "
-                f"({n} images); lower --config.train.batch_size"
-            )
-        if global_batch_size % process_count:
-            raise UserError(
-                f"train.batch_size {global_batch_size} must divide evenly over {process_count} hosts"
-            )
+        check_batch_size(data, global_batch_size, process_count)
         local = global_batch_size // process_count
         batches = _EpochBatches(data, global_batch_size, seed, process_index * local, local)
         ds = grain.MapDataset.range(batches.per_epoch).repeat().map_with_index(batches)

@@ -204,6 +204,8 @@ def _load_npz(path: str, split: str) -> ImageData:
             "or per-split keys such as 'train_images'/'test_images'"
         )
     images = _npz_images(arrays[image_key], image_key, what)
+    if not len(images):
+        raise UserError(f"{what}: '{image_key}' holds no images; give every split at least one")
     labels = None
     if label_key in arrays:
         labels = _npz_labels(arrays[label_key], label_key, len(images), what)

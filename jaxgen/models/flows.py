@@ -126,6 +126,9 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         raise UserError(f"{m.levels} flow levels need H and W divisible by {2 ** m.levels}; "
                         f"the images are {h}x{w}: lower model.levels")
     num_dims = h * w * c
+    if m.flow == "nice" and num_dims % 2:
+        raise UserError(f"nice couples pairs of values: H x W x C must be even, the images are "
+                        f"{h}x{w}x{c}; crop or pad them to an even size")
     shapes = latent_shapes(m.flow, m.levels, spec.shape)
     net = FlowNet(m.flow, m.levels, m.steps, m.hidden, m.mlp_layers, m.lu, m.actnorm,
                   tuple(shapes))
