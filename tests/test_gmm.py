@@ -167,7 +167,10 @@ def fit(family, mesh, passes: int):
     return state, jax.device_get(metrics)
 
 
-@pytest.mark.parametrize("model", [{}, {"pca_dim": 6, "covariance_type": "diag"}])
+# Full covariances only in 8 dimensions: larger Cholesky factorisations in the step hung XLA's
+# CPU runtime on 8 emulated devices (see experiments/README.md).
+@pytest.mark.parametrize("model", [{"covariance_type": "diag"}, {"pca_dim": 8},
+                                   {"pca_dim": 6, "covariance_type": "spherical"}])
 def test_sharded_step_on_8_devices_equals_one_device(model):
     chex.assert_equal(len(jax.devices()), 8)
     family = gmm.make_family(config(reg_covar=1e-2, **model), SPEC)  # well conditioned
