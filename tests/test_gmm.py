@@ -58,7 +58,8 @@ def start(x, k, cov_type, seed=0, hard=True):
     (or, not `hard`, the centres with unit covariances)."""
     centres = gmm.kmeans_plusplus(jax.random.key(seed), x, k)
     if not hard:
-        params = jax.tree.map(lambda a: a.astype(x.dtype), gmm.initial_params(k, x.shape[1], cov_type))
+        params = gmm.initial_params(k, x.shape[1], cov_type)
+        params = jax.tree.map(lambda a: a.astype(x.dtype), params)
         return dict(params, means=centres)
     s = gmm.accumulate(gmm.zero_stats(k, x.shape[1], cov_type, x.dtype), x,
                        gmm.nearest(x, centres), centres, cov_type)
