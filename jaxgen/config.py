@@ -15,7 +15,8 @@ ConfigDict = ml_collections.ConfigDict
 STATE_DEFINING = ("model", "data.space", "data.name")
 # Model keys that set how a trained model samples, not what it learned: free to change later.
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
-                 "temperature", "picture_temperature", "synthesis", "sample_size")
+                 "temperature", "picture_temperature", "synthesis", "sample_size",
+                 "sample_residual")
 # Model keys that say where an input run lives: its weights are in the checkpoint, so it may move.
 LOCATION_KEYS = ("first_stage",)
 # Model options added since runs were first saved whose off value is not falsy: that value.

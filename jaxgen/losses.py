@@ -69,6 +69,18 @@ def iwae_bound(log_weights: Array, axis: int = 0) -> Array:
     return jax.nn.logsumexp(log_weights, axis=axis) - math.log(k)
 
 
+def merge_moments(stats: dict, x: Array) -> dict:
+    """Adds a batch [B, D] to running moments {n, mean, m2} (m2: the sum of centred outer
+    products), with Chan et al.'s parallel update: stable in float32."""
+    nb = x.shape[0]
+    mean_b = x.mean(0)
+    xc = x - mean_b
+    n = stats["n"] + nb
+    delta = mean_b - stats["mean"]
+    return {"n": n, "mean": stats["mean"] + delta * (nb / n),
+            "m2": stats["m2"] + xc.T @ xc + jnp.outer(delta, delta) * (stats["n"] * nb / n)}
+
+
 def bits_per_dim(nll_nats: Array, num_dims: int) -> Array:
     """Per-example negative log-likelihood in nats -> bits per dimension."""
     return nll_nats / (num_dims * math.log(2.0))

@@ -23,7 +23,7 @@ SPEC_FILE = "data_spec.json"
 def spec_of(data: sources.ImageData) -> DataSpec:
     """The data spec of a loaded split: image shape, classes, and each extra's shape and dtype."""
     extras = tuple((k, tuple(v.shape[1:]), v.dtype.str) for k, v in sorted(data.extras.items()))
-    return DataSpec(tuple(data.images.shape[1:]), data.num_classes, extras)
+    return DataSpec(tuple(data.images.shape[1:]), data.num_classes, extras, len(data.images))
 
 
 def write_spec(workdir: str, spec: DataSpec) -> None:
@@ -31,7 +31,8 @@ def write_spec(workdir: str, spec: DataSpec) -> None:
     path = os.path.join(workdir, SPEC_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump({"shape": list(spec.shape), "num_classes": spec.num_classes,
-                   "extras": [[k, list(shape), dtype] for k, shape, dtype in spec.extras]}, f)
+                   "extras": [[k, list(shape), dtype] for k, shape, dtype in spec.extras],
+                   "num_train": spec.num_train}, f)
     os.replace(path + ".tmp", path)
 
 
@@ -43,7 +44,8 @@ def read_spec(workdir: str, config) -> DataSpec:
         with open(path) as f:
             saved = json.load(f)
         extras = tuple((k, tuple(shape), dtype) for k, shape, dtype in saved.get("extras", []))
-        return DataSpec(tuple(saved["shape"]), saved["num_classes"], extras)
+        return DataSpec(tuple(saved["shape"]), saved["num_classes"], extras,
+                        saved.get("num_train", 0))
     d = config.data
     return spec_of(sources.load_images(d.name, d.train_split, d.data_dir, d.cache_dir or None))
 

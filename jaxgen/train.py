@@ -178,6 +178,8 @@ class Experiment:
                     jax.block_until_ready(last_metrics)  # a rate of finished steps, not dispatched
                     self._log_train(writer, done, window, timed / max(time.perf_counter() - t0, 1e-9))
                     window = []
+                    if self.family.check is not None:
+                        self.family.check(state)
                 if save or stop["signal"]:  # the signal may arrive while logging
                     self._save(state, data, last_metrics)
                 if stop["signal"]:

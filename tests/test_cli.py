@@ -15,13 +15,15 @@ from jaxgen.main import main
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # One smoke run per family in the default suite (a 'cpu+smoke' entry where the family has a cpu
 # variant); every other config's is marked slow: `pytest -m slow -n 2` runs them all.
-SMOKE = ["vae_digits.py:smoke", "gaussian_mnist.py:pca50+smoke", "texture.py:smoke",
-         "autoencoder_mnist.py:smoke", "classifier_mnist.py:smoke", "realnvp_mnist.py:cpu+smoke",
-         "dcgan_mnist.py:smoke", "ddpm_mnist.py:cpu+cond+smoke",
+SMOKE = ["vae_digits.py:smoke", "gaussian_mnist.py:pca50+smoke", "gmm_mnist.py:smoke",
+         "texture.py:smoke", "autoencoder_mnist.py:smoke", "classifier_mnist.py:smoke",
+         "realnvp_mnist.py:cpu+smoke", "dcgan_mnist.py:smoke", "ddpm_mnist.py:cpu+cond+smoke",
          "gated_pixelcnn_mnist.py:cpu+smoke"]
 MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:conv+smoke",
-              "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke", "gaussian_cifar10.py:smoke",
-              "autoencoder_mnist.py:conv+smoke", "classifier_cifar10.py:smoke",
+              "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke", "gaussian_mnist.py:fa50+smoke",
+              "gaussian_cifar10.py:smoke", "gmm_mnist.py:pca50+diag+smoke",
+              "gmm_digits.py:diag+smoke", "autoencoder_mnist.py:conv+smoke",
+              "classifier_cifar10.py:smoke",
               "nice_mnist.py:smoke", "realnvp_cifar10.py:smoke", "glow_mnist.py:cpu+smoke",
               "glow_cifar10.py:smoke", "gan_mnist.py:smoke", "cgan_mnist.py:smoke",
               "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke",

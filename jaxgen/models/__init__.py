@@ -9,8 +9,8 @@ import importlib
 from jaxgen.errors import UserError
 from jaxgen.models.base import DataSpec, Family, Run
 
-FAMILIES = ("gaussian", "texture", "autoencoder", "vae", "classifier", "flows", "gan", "diffusion",
-            "pixelcnn", "vqvae", "vqprior")
+FAMILIES = ("gaussian", "gmm", "texture", "autoencoder", "vae", "classifier", "flows", "gan",
+            "diffusion", "pixelcnn", "vqvae", "vqprior")
 
 
 def _module(config):

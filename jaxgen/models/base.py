@@ -33,6 +33,7 @@ class DataSpec:
     shape: tuple[int, int, int]  # H, W, C
     num_classes: int
     extras: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # (name, shape of one, dtype)
+    num_train: int = 0  # images in the training split (0: not recorded, runs saved before it was)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,9 @@ class Family:
         family's own PNGs at each eval (reconstructions, interpolations, latent maps).
     finalize(state) -> state: host-side, on numpy arrays, before eval and sampling: derived
         state that is costly or needs float64 (the Gaussian model's eigendecomposition).
+    check(state) -> None: host-side, at each log: raises a UserError that says what to do when
+        the state shows training cannot go on (a collapsed mixture component), before the
+        checkpoint of that step is saved.
     """
 
     init: Callable[[Array, Batch], TrainState]
@@ -70,6 +74,7 @@ class Family:
     sample: Callable[[TrainState, Array, Array], Array] | None
     pictures: Callable[[TrainState, Batch, Array], dict[str, Any]] | None = None
     finalize: Callable[[TrainState], TrainState] | None = None
+    check: Callable[[TrainState], None] | None = None
     conditional: bool = False  # samples follow their labels: grids get one row per class
 
 

@@ -1,10 +1,17 @@
-"""The Gaussian image model: one multivariate normal over all pixels, fitted in closed form.
+"""The Gaussian image model: one multivariate normal over all pixels, fitted in closed form or
+by EM from one pass of sufficient statistics.
 
-train_step streams sufficient statistics (count, mean, centred scatter; merged with Chan et al.'s
-parallel update, stable in float32). The model is N(mu, Sigma) with Sigma the ML covariance, or
-with model.num_components = k > 0 the probabilistic PCA of Tipping & Bishop: the top k
-eigen-directions keep their variance and the rest share the mean discarded variance. It is a
-density on uniformly dequantized pixels in [0, 1], so its test likelihood is an 8-bit bits/dim.
+train_step streams them (count, mean, centred scatter: losses.merge_moments). The model is
+N(mu, Sigma) with Sigma the ML covariance, or with model.num_components = k > 0 a low-rank
+Sigma = W W^T + Psi, by model.low_rank:
+  ppca     probabilistic PCA in closed form (Tipping & Bishop): the top k eigen-directions keep
+           their variance and the rest share the mean discarded variance;
+  ppca_em  the same model by EM (Psi = s2 I), from random loadings;
+  fa       factor analysis by EM (Psi diagonal: each pixel its own noise variance).
+The EM runs in finalize, on the host in float64, on the scatter matrix alone (no second pass
+over the data), for model.em_iterations or until the log-likelihood gains less than
+model.em_tol nats per image. It is a density on uniformly dequantized pixels in [0, 1], so its
+test likelihood is an 8-bit bits/dim.
 """
 import jax
 import jax.numpy as jnp
@@ -17,16 +24,7 @@ from jaxgen.models import base
 
 Array = jax.Array
 
-
-def merge_stats(stats: dict, x: Array) -> dict:
-    """Adds a batch [B, D] to the running {n, mean, m2} (m2 = sum of centred outer products)."""
-    nb = x.shape[0]
-    mean_b = x.mean(0)
-    xc = x - mean_b
-    n = stats["n"] + nb
-    delta = mean_b - stats["mean"]
-    return {"n": n, "mean": stats["mean"] + delta * (nb / n),
-            "m2": stats["m2"] + xc.T @ xc + jnp.outer(delta, delta) * (stats["n"] * nb / n)}
+LOW_RANK = ("ppca", "ppca_em", "fa")
 
 
 def decompose(stats: dict, num_components: int, min_var: float) -> tuple[np.ndarray, np.ndarray]:
@@ -43,6 +41,31 @@ def decompose(stats: dict, num_components: int, min_var: float) -> tuple[np.ndar
     return np.maximum(vals, min_var), vecs
 
 
+def fit_factors(cov: np.ndarray, w: np.ndarray, isotropic: bool, iterations: int, tol: float,
+                min_var: float) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """EM for factor analysis (Rubin & Thayer 1982) on a covariance cov [D, D] from loadings
+    w [D, k]; `isotropic` ties the noise variances (PPCA by EM). Returns the loadings, the noise
+    variances [D] and the mean log-likelihood before each iteration (nondecreasing)."""
+    d, k = w.shape
+    diag = np.diag(cov)
+    psi = np.full(d, diag.mean()) if isotropic else diag.copy()
+    lls = []
+    for _ in range(iterations):
+        wp = w / psi[:, None]  # Psi^-1 W
+        g = np.linalg.inv(np.eye(k) + w.T @ wp)  # Cov[z | x]; E[z | x] = g wp^T (x - mu)
+        s_wp = cov @ wp
+        # log |C| = log |Psi| - log |g|; tr(C^-1 S) = tr(Psi^-1 S) - tr(g wp^T S wp) (Woodbury)
+        lls.append(-0.5 * (d * losses.LOG_2PI + np.log(psi).sum() - np.linalg.slogdet(g)[1]
+                           + (diag / psi).sum() - np.trace(g @ wp.T @ s_wp)))
+        if len(lls) > 1 and lls[-1] - lls[-2] < tol:
+            break
+        sb = s_wp @ g  # S beta^T with beta = g wp^T
+        w = sb @ np.linalg.inv(g + g @ wp.T @ sb)  # E[z z^T | x] summed: g + beta S beta^T
+        psi = diag - np.sum(w * sb, 1)
+        psi = np.maximum(np.full(d, psi.mean()) if isotropic else psi, min_var)
+    return w, psi, lls
+
+
 def log_prob(x: Array, mean: Array, vals: Array, vecs: Array) -> Array:
     """log N(x; mean, vecs diag(vals) vecs^T) for x [B, D] -> [B]."""
     proj = (x - mean) @ vecs
@@ -56,11 +79,17 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     dims = int(np.prod(spec.shape))
     if m.num_components < 0 or m.num_components >= dims:
         raise UserError(f"model.num_components must be in [0, {dims}) (0: full covariance)")
+    low_rank = m.get("low_rank", "ppca")  # configs saved before the key existed lack it
+    if low_rank not in LOW_RANK:
+        raise UserError(f"unknown model.low_rank {low_rank!r}; use one of {', '.join(LOW_RANK)}")
+    by_em = bool(m.num_components) and low_rank != "ppca"
 
     def init(rng: Array, batch: base.Batch) -> base.TrainState:
-        del rng, batch
+        del batch
         stats = {"n": jnp.zeros(()), "mean": jnp.zeros(dims), "m2": jnp.zeros((dims, dims)),
                  "vals": jnp.ones(dims), "vecs": jnp.eye(dims)}  # vals, vecs: set by finalize
+        if by_em:  # EM's starting loadings, scaled by the data's variance in finalize
+            stats["w_init"] = jax.random.normal(rng, (dims, m.num_components))
         return base.TrainState(step=jnp.zeros((), jnp.int32), params={}, opt_state={},
                                model_state=stats)
 
@@ -69,7 +98,8 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return x.reshape(x.shape[0], -1)
 
     def train_step(state: base.TrainState, batch: base.Batch, rng: Array):
-        stats = dict(state.model_state, **merge_stats(state.model_state, flat_data(batch, rng)))
+        stats = dict(state.model_state,
+                     **losses.merge_moments(state.model_state, flat_data(batch, rng)))
         metrics = {"mean_pixel_var": jnp.trace(stats["m2"]) / (stats["n"] * dims)}
         return state.replace(step=state.step + 1, model_state=stats), metrics
 
@@ -96,7 +126,15 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return {"mean_and_components": images}
 
     def finalize(state: base.TrainState) -> base.TrainState:
-        vals, vecs = decompose(state.model_state, m.num_components, m.min_var)
+        if by_em:
+            cov = np.asarray(state.model_state["m2"], np.float64) / float(state.model_state["n"])
+            w0 = np.asarray(state.model_state["w_init"], np.float64) * np.sqrt(np.diag(cov).mean())
+            w, psi, _ = fit_factors(cov, w0, low_rank == "ppca_em", m.em_iterations, m.em_tol,
+                                    m.min_var)
+            vals, vecs = np.linalg.eigh(w @ w.T + np.diag(psi))
+            vals, vecs = vals[::-1], vecs[:, ::-1]
+        else:
+            vals, vecs = decompose(state.model_state, m.num_components, m.min_var)
         stats = dict(state.model_state, vals=vals.astype(np.float32), vecs=vecs.astype(np.float32))
         return state.replace(model_state=stats)
 

@@ -1,0 +1,44 @@
+"""Gaussian mixtures fitted by EM on MNIST: on pixels or on a 50-D PCA projection.
+
+One pass over the 60,000 training images is 60 steps of 1,000; the config runs 2 initialisation
+passes (k-means++ sample, hard assignment) and 20 EM iterations. Variants: k10, k50, k200 (K;
+the default is 50), diag and spherical (covariance type; full by default), pca50 (the mixture
+on the top 50 principal directions, with an isotropic residual so it stays a density on pixels).
+Test bits/dim are over 8-bit pixels with uniform dequantization; eval also reports the BIC and
+AIC of the training fit. Figures: experiments/README.md ("Gaussian mixtures by EM").
+"""
+from jaxgen.config import base_config, pick_variant
+
+PASS = 60  # steps in one pass of 1,000 images
+
+
+def get_config(variant=None):
+    c = base_config()
+    c.data.name = "mnist"
+    c.data.space = "dequantize"
+    c.model.family = "gmm"
+    c.model.num_components = 50
+    c.model.covariance_type = "full"
+    c.model.pca_dim = 0
+    c.model.reg_covar = 1e-6
+    c.model.init_examples = 10_000  # the k-means++ sample, from the first pass
+    c.model.min_var = 1e-8  # floor of the PCA residual variance
+    c.model.sample_residual = True  # pca_dim > 0: False samples without the residual noise
+    c.train.batch_size = 1000
+    c.train.steps = 22 * PASS
+    c.train.log_every = PASS
+    c.train.checkpoint_every = c.train.eval_every = c.train.sample_every = 22 * PASS
+    c.eval.batch_size = 1000
+    c.eval.sample_grid = 100
+    variants = {f"k{k}": (lambda c, k=k: c.model.update(num_components=k)) for k in (10, 50, 200)}
+    variants.update(diag=lambda c: c.model.update(covariance_type="diag"),
+                    spherical=lambda c: c.model.update(covariance_type="spherical"),
+                    pca50=lambda c: c.model.update(pca_dim=50))
+    pick_variant(c, variant, variants)
+    if "smoke" in (variant or "").split("+"):  # 3 passes of 2 steps over 32 training images
+        c.data.train_split = "train[:32]"
+        c.model.update(num_components=3, init_examples=16)
+        # On pixels, 8 PCA dimensions: the 784 x 784 Cholesky factorisations hung XLA's CPU
+        # runtime on the suite's 8 emulated devices (1 device, or 64 x 64, run fine).
+        c.model.pca_dim = c.model.pca_dim or 8
+    return c
