@@ -174,6 +174,8 @@ def disk_full_case(root: str) -> tuple[str, list[str]] | None:
         problems = []
         if out.returncode != 2 or out.stderr.count("\n") != 1:
             problems.append(f"exit {out.returncode}, {out.stderr.count(chr(10))} lines on stderr")
+        if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+            return "disk full at checkpoint 6", problems + [f"no checkpoints: {out.stderr[-300:]}"]
         left = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
         if left != ["3"]:
             problems.append(f"checkpoints left: {left}")
