@@ -7,29 +7,14 @@ on the top 50 principal directions, with an isotropic residual so it stays a den
 Test bits/dim are over 8-bit pixels with uniform dequantization; eval also reports the BIC and
 AIC of the training fit. Figures: experiments/README.md ("Gaussian mixtures by EM").
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import gmm_config, pick_variant
 
 PASS = 60  # steps in one pass of 1,000 images
 
 
 def get_config(variant=None):
-    c = base_config()
-    c.data.name = "mnist"
-    c.data.space = "dequantize"
-    c.model.family = "gmm"
-    c.model.num_components = 50
-    c.model.covariance_type = "full"
-    c.model.pca_dim = 0
-    c.model.reg_covar = 1e-6
-    c.model.init_examples = 10_000  # the k-means++ sample, from the first pass
-    c.model.min_var = 1e-8  # floor of the PCA residual variance
-    c.model.sample_residual = True  # pca_dim > 0: False samples without the residual noise
-    c.train.batch_size = 1000
-    c.train.steps = 22 * PASS
-    c.train.log_every = PASS
-    c.train.checkpoint_every = c.train.eval_every = c.train.sample_every = 22 * PASS
-    c.eval.batch_size = 1000
-    c.eval.sample_grid = 100
+    c = gmm_config("mnist", components=50, reg_covar=1e-6, init_examples=10_000, batch=1000,
+                   passes=22, steps_per_pass=PASS, log_passes=1, eval_batch=1000)
     variants = {f"k{k}": (lambda c, k=k: c.model.update(num_components=k)) for k in (10, 50, 200)}
     variants.update(diag=lambda c: c.model.update(covariance_type="diag"),
                     spherical=lambda c: c.model.update(covariance_type="spherical"),

@@ -316,6 +316,27 @@ def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict,
     return c
 
 
+def gmm_config(dataset: str, components: int, reg_covar: float, init_examples: int, batch: int,
+               passes: int, steps_per_pass: int, log_passes: int, eval_batch: int) -> ConfigDict:
+    """What the Gaussian-mixture configs share: full covariances on pixels (model.pca_dim 0),
+    `passes` passes over the training split of `steps_per_pass` steps of `batch` (the first two
+    initialise, each later one is an EM iteration), one checkpoint, eval and grid at the end."""
+    c = base_config()
+    c.data.name = dataset
+    c.data.space = "dequantize"
+    c.model = ConfigDict(dict(
+        family="gmm", num_components=components, covariance_type="full", pca_dim=0,
+        reg_covar=reg_covar,
+        init_examples=init_examples,  # the k-means++ sample, from the first pass
+        min_var=1e-8,  # floor of the PCA residual variance
+        sample_residual=True))  # pca_dim > 0: False samples without the residual noise
+    steps = passes * steps_per_pass
+    c.train.update(batch_size=batch, steps=steps, log_every=log_passes * steps_per_pass,
+                   checkpoint_every=steps, eval_every=steps, sample_every=steps)
+    c.eval.update(batch_size=eval_batch, sample_grid=100)
+    return c
+
+
 def gan_config(dataset: str, variant: str | None, variants: dict | None = None, *,
                steps: int = 20_000, batch: int = 64, edit=None, **model) -> ConfigDict:
     """What every GAN config shares: a DCGAN-style default (nonsaturating loss, Adam 2e-4 with
