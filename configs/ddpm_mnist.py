@@ -4,8 +4,8 @@ blocks per level, attention at 7x7, dropout 0.1; linear schedule T = 1000, eps-p
 use 100 DDIM steps (eta 0) to stay affordable on a CPU; --config.model.sampler=ancestral for DDPM.
 
 Variants: cond (class-conditional with classifier-free guidance scale 2, label dropout 0.1), ddim,
-cosine, v, cpu (ch 32, 2,800 steps x 64: cpu+cond reaches a test bound of 2.259 bits/dim in 108
-minutes of one core), smoke. Figures reached: experiments/README.md.
+cosine, v, cpu (ch 32, 2,800 steps x 64, about two hours of one core: a test bound of 2.258
+bits/dim, 2.259 with cond), smoke. Figures reached: experiments/README.md.
 """
 from jaxgen.config import ddpm_config
 
