@@ -2,7 +2,8 @@
 2-D codes coloured by digit; variant conv: conv encoder/decoder with a 32-D code.
 Figures: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def conv(c):

@@ -4,7 +4,7 @@ logit plus <embed(y), features>. Samples come one row per class; eval reports ho
 classifier sees the requested class (cond_accuracy, target >= 97%). 6000 steps.
 Variants: transposed, smoke.
 """
-from jaxgen.config import gan_config
+from jaxgen.presets import gan_config
 
 
 def get_config(variant=None):

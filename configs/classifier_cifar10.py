@@ -6,7 +6,8 @@ conv, 256-D features; random 2-pixel translations and horizontal flips; label sm
 SGD with Nesterov momentum, batch 512, linear warmup then linear decay over 8 epochs.
 Variants: smoke. Figures: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def get_config(variant=None):

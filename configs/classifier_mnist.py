@@ -4,7 +4,8 @@ CNN 2 stages of one conv (32, 64) with batch norm, dropout 0.25, 128-D features;
 of up to 2 pixels; Adam with warmup + cosine decay. Reaches 99.38% test accuracy in 3,000 steps
 (6.4 epochs; 12 min wall on one shared CPU core). Variants: smoke. Figures: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def get_config(variant=None):

@@ -3,7 +3,7 @@ stride-2 transposed convs (128, 64, 3) with batch norm and ReLU; D mirrors it wi
 (64, 128, 256) and LeakyReLU(0.2). Nonsaturating loss, Adam 2e-4, b1 0.5, batch 128, EMA
 generator. Sized for a GPU. Variants: smoke (transposed is the default here).
 """
-from jaxgen.config import gan_config
+from jaxgen.presets import gan_config
 
 
 def get_config(variant=None):

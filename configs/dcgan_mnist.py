@@ -7,7 +7,7 @@ Adam 2e-4, b1 0.5, batch 64, 6000 steps (6.4 epochs), EMA generator. Variants: t
 --config.train.steps=12000, every class within 7-13%), smoke.
 Figures: experiments/README.md.
 """
-from jaxgen.config import gan_config
+from jaxgen.presets import gan_config
 
 
 def get_config(variant=None):

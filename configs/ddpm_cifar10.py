@@ -9,7 +9,7 @@ cosine, v, smoke. Eval bounds the NLL with 32 stratified timesteps on 1000 test 
 (--config.eval.num_examples=0 for the whole split).
 Not trained in this repository yet: no figures reached.
 """
-from jaxgen.config import ddpm_config
+from jaxgen.presets import ddpm_config
 
 
 def get_config(variant=None):

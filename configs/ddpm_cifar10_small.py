@@ -7,7 +7,7 @@ batch 128, 1000 warmup steps and EMA 0.9995.
 Variants: cond (class-conditional, guidance scale 1.3), ddim, cosine, v, smoke.
 Not trained in this repository yet: no figures reached.
 """
-from jaxgen.config import ddpm_config
+from jaxgen.presets import ddpm_config
 
 
 def get_config(variant=None):

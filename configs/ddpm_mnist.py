@@ -7,7 +7,7 @@ Variants: cond (class-conditional with classifier-free guidance scale 2, label d
 cosine, v, cpu (ch 32, 2,800 steps x 64, about two hours of one core: a test bound of 2.258
 bits/dim, 2.259 with cond), smoke. Figures reached: experiments/README.md.
 """
-from jaxgen.config import ddpm_config
+from jaxgen.presets import ddpm_config
 
 
 def get_config(variant=None):

@@ -6,7 +6,7 @@ last layer (Karras et al. 2018), which brings every class within 7.7-12.9% of th
 Adam 2e-4, b1 0.5, batch 64, 30k steps (32 epochs), EMA generator.
 Variants: minimax, smoke. Figures: experiments/README.md.
 """
-from jaxgen.config import gan_config
+from jaxgen.presets import gan_config
 
 
 def get_config(variant=None):

@@ -11,7 +11,7 @@ row per class), 8bit (256-way softmax, data.space symmetric), cpu (1,200 steps x
 90.51 test nats in 41 minutes), smoke.
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import pixelcnn_config
+from jaxgen.presets import pixelcnn_config
 
 
 def cond(c):

@@ -2,7 +2,8 @@
 
 Figures: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def pca100(c):

@@ -4,7 +4,8 @@ Full covariance by default; variant pca50 keeps 50 principal components (probabi
 closed form), ppca50_em fits the same model by EM and fa50 a 50-factor factor analysis by EM.
 Test bits/dim are over 8-bit pixels with uniform dequantization. Figures: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def pca50(c):

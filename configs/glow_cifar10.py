@@ -6,7 +6,7 @@ LU 1x1 conv, affine coupling with sigmoid scale), learned conditional prior at e
 Variants: plain (non-LU 1x1 convs), tiny, smoke (tiny model too).
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import flow_config
+from jaxgen.presets import flow_config
 
 
 def get_config(variant=None):

@@ -6,7 +6,7 @@ target: at most 1.10 bits/dim. Variants: plain (non-LU 1x1 convs), tiny, smoke (
 cpu (K = 8 steps of 128 channels, 10,000 steps x 64 with warmup and cosine decay: test 1.667
 bits/dim in 83 min on one CPU core). Figures reached: experiments/README.md.
 """
-from jaxgen.config import flow_config
+from jaxgen.presets import flow_config
 
 
 def get_config(variant=None):

@@ -6,7 +6,7 @@ Eval reports the test bits/dim and the BIC and AIC of the training fit: sweep
 --config.model.num_components to choose K. Figures: experiments/README.md ("Gaussian mixtures
 by EM").
 """
-from jaxgen.config import gmm_config, pick_variant
+from jaxgen.presets import gmm_config, pick_variant
 
 PASS = 3  # steps in one pass of 499 images
 

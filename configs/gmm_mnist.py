@@ -7,7 +7,7 @@ on the top 50 principal directions, with an isotropic residual so it stays a den
 Test bits/dim are over 8-bit pixels with uniform dequantization; eval also reports the BIC and
 AIC of the training fit. Figures: experiments/README.md ("Gaussian mixtures by EM").
 """
-from jaxgen.config import gmm_config, pick_variant
+from jaxgen.presets import gmm_config, pick_variant
 
 PASS = 60  # steps in one pass of 1,000 images
 

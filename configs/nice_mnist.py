@@ -7,7 +7,7 @@ test bits/dim),
 smoke (tiny model too).
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import flow_config
+from jaxgen.presets import flow_config
 
 
 def get_config(variant=None):

@@ -8,7 +8,7 @@ Variants: 8bit (256-way softmax over the 8-bit pixels, data.space symmetric), cp
 64, about 45 minutes of one core; one eval at the end), smoke.
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import pixelcnn_config
+from jaxgen.presets import pixelcnn_config
 
 
 def get_config(variant=None):

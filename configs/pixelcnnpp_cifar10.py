@@ -9,7 +9,7 @@ for a GPU; the 'small' variant (nr_resnet 2, 64 filters, 5 mixtures) is for shor
 Variants: small, smoke.
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import pixelcnn_config
+from jaxgen.presets import pixelcnn_config
 
 
 def small(c):

@@ -6,7 +6,7 @@ actnorm after each coupling stands in for the paper's batch norm. Standard norma
 Variants: tiny, smoke (tiny model too).
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import flow_config
+from jaxgen.presets import flow_config
 
 
 def get_config(variant=None):

@@ -8,7 +8,7 @@ Variants: tiny, cpu (12,000 steps x 64: 1.459 test bits/dim in 90 minutes of one
 (tiny model too).
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import flow_config
+from jaxgen.presets import flow_config
 
 
 def get_config(variant=None):

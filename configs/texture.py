@@ -13,7 +13,8 @@ experiments/README.md, "Stationary Gaussian textures".
 """
 import os
 
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("JAXGEN_SHARED") or os.path.normpath(os.path.join(REPO, "..", "shared"))

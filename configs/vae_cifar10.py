@@ -2,7 +2,8 @@
 
 Variants: smoke. Figures reached: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def get_config(variant=None):

@@ -3,7 +3,8 @@
 Bernoulli decoder on dynamically binarized pixels, MLP 64-256-256-8. About a minute on a laptop
 CPU; see experiments/README.md for the figures it reaches.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def get_config(variant=None):

@@ -6,7 +6,8 @@ bound with K=5000 importance samples. Variants: latent2 (2-D latent: manifold an
 pictures, Kingma & Welling Fig. 4), conv (convolutional encoder/decoder), smoke.
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import base_config, pick_variant
+from jaxgen.config import base_config
+from jaxgen.presets import pick_variant
 
 
 def latent2(c):

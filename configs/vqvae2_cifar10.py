@@ -4,7 +4,7 @@
 The second stage: configs/vqvae2_cifar10_prior.py.
 Variants: smoke. Figures reached: experiments/README.md.
 """
-from jaxgen.config import vqvae_config
+from jaxgen.presets import vqvae_config
 
 
 def get_config(variant=None):

@@ -3,7 +3,7 @@ one over the 4x4 top codes and one over the 8x8 bottom codes that also sees the 
 train the first stage into runs/vqvae2_cifar10 first (or set --config.model.first_stage).
 Variants: cond, smoke (reads runs/vqvae2_cifar10_smoke). Figures reached: experiments/README.md.
 """
-from jaxgen.config import CIFAR10_PRIOR, vqprior_config
+from jaxgen.presets import CIFAR10_PRIOR, vqprior_config
 
 
 def get_config(variant=None):

@@ -4,7 +4,7 @@ an 8x8 map of codes from K = 512 codes of D = 64; the decoder upsamples by neare
 3x3 convs (see jaxgen.nn.vq). The second stage: configs/vqvae_cifar10_prior.py.
 Variants: smoke. Figures reached: experiments/README.md.
 """
-from jaxgen.config import vqvae_config
+from jaxgen.presets import vqvae_config
 
 
 def get_config(variant=None):

@@ -3,7 +3,7 @@ over its 8x8 codes; train the first stage into runs/vqvae_cifar10 first (or set
 --config.model.first_stage). Variants: cond, smoke (reads runs/vqvae_cifar10_smoke).
 Figures reached: experiments/README.md.
 """
-from jaxgen.config import CIFAR10_PRIOR, vqprior_config
+from jaxgen.presets import CIFAR10_PRIOR, vqprior_config
 
 
 def get_config(variant=None):

@@ -3,7 +3,7 @@ vectors, 64-feature encoder and decoder with two residual blocks; the sizes are 
 has no MNIST model). The second stage: configs/vqvae_mnist_prior.py.
 Variants: smoke. Figures reached: experiments/README.md.
 """
-from jaxgen.config import vqvae_config
+from jaxgen.presets import vqvae_config
 
 
 def get_config(variant=None):

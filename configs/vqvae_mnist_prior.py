@@ -3,7 +3,7 @@ its 7x7 codes; train the first stage into runs/vqvae_mnist first (or set
 --config.model.first_stage). Variants: cond (class-conditional prior; grids get one row per
 class), smoke (reads runs/vqvae_mnist_smoke). Figures reached: experiments/README.md.
 """
-from jaxgen.config import vqprior_config
+from jaxgen.presets import vqprior_config
 
 
 def get_config(variant=None):

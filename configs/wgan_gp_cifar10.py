@@ -5,7 +5,7 @@ channels, a global sum pool and a linear head, no normalisation. Gradient penalt
 b1 0, b2 0.9, learning rates decayed linearly to 0 over 100k generator steps. Sized for a GPU.
 Variants: smoke.
 """
-from jaxgen.config import gan_config
+from jaxgen.presets import gan_config
 
 STEPS = 100_000
 

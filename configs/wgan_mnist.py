@@ -3,7 +3,7 @@ weights clipped to [-0.01, 0.01] after every update, 5 critic updates per genera
 on its own 64 images: train.batch_size = 5 x 64), RMSProp 5e-5 for both. `w_distance` in the logs
 is the critic's estimate of the Wasserstein distance. Variants: smoke.
 """
-from jaxgen.config import gan_config
+from jaxgen.presets import gan_config
 
 
 def rmsprop(c):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxgen import presets
 from jaxgen import config as config_lib, losses, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
@@ -22,7 +23,7 @@ MNIST = base.DataSpec((28, 28, 1), 10)
 
 
 def family_and_state(spec=MNIST, batch_size=16, seed=0, **model):
-    c = config_lib.gan_config("mnist", "smoke")
+    c = presets.gan_config("mnist", "smoke")
     c.model.update(model)
     c.train.batch_size = batch_size
     fam = gan.make_family(c, spec)
@@ -32,7 +33,7 @@ def family_and_state(spec=MNIST, batch_size=16, seed=0, **model):
 
 def nets(arch, width=16, depth=2, shape=(28, 28, 1), classes=0, **model):
     """G and D of `arch` as the family builds them (D's width and depth = G's)."""
-    c = config_lib.gan_config("mnist", "smoke", arch=arch, g_width=width, d_width=width,
+    c = presets.gan_config("mnist", "smoke", arch=arch, g_width=width, d_width=width,
                               g_depth=depth, d_depth=depth, **model)
     return gan.networks(c.model, shape, classes, classes)
 
@@ -132,7 +133,7 @@ def train_on_one_batch(c, steps: int, metric: str):
 
 
 def test_discriminator_loss_falls_against_a_fixed_generator():
-    c = config_lib.gan_config("mnist", "smoke", arch="mlp")
+    c = presets.gan_config("mnist", "smoke", arch="mlp")
     c.optim.learning_rate = 0.0  # G frozen
     c.optim_d.learning_rate = 1e-3
     _, first, state, _, d_losses = train_on_one_batch(c, 40, "d_loss")
@@ -145,7 +146,7 @@ def test_infogan_codes_become_readable_from_the_images_only_through_the_info_ter
     together. Without it, G has no reason to show its code, and Q cannot guess it."""
     k, final = 4, {}
     for weight in (0.0, 1.0):
-        c = config_lib.gan_config("mnist", "smoke", arch="mlp", info_codes=k, info_weight=weight)
+        c = presets.gan_config("mnist", "smoke", arch="mlp", info_codes=k, info_weight=weight)
         c.optim.learning_rate = c.optim_d.learning_rate = 2e-3
         fam, _, state, batch, ce = train_on_one_batch(c, 90, "info_ce")
         assert abs(np.mean(ce[:3]) - math.log(k)) < 0.2, weight
@@ -160,7 +161,7 @@ def test_clusters_follow_the_real_images_and_their_frequencies():
     pulls one centroid towards black and the other towards white at the EMA's rate, and their
     counts (the odds of each cluster as a fake label) towards 12 and 4; G draws one grid row per
     cluster."""
-    c = config_lib.gan_config("mnist", "smoke", arch="mlp", clusters=2)
+    c = presets.gan_config("mnist", "smoke", arch="mlp", clusters=2)
     fam = gan.make_family(c, MNIST)
     batch = {"image": jnp.asarray(np.repeat([0, 255], [12, 4]).astype(np.uint8)[:, None, None, None]
                                   * np.ones((1, 28, 28, 1), np.uint8)),
@@ -297,7 +298,7 @@ def test_subpixel_and_transposed_upsampling_give_the_same_shapes():
     ({"model.info_weight": 1.0}, "set model.info_codes"),
 ])
 def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
-    c = config_lib.gan_config("mnist", "smoke")
+    c = presets.gan_config("mnist", "smoke")
     for key, value in change.items():
         config_lib.override(c, key, str(value))
     with pytest.raises(UserError, match=message):

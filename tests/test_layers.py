@@ -8,7 +8,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxgen"
 LAYERS = [
     ("jaxgen.errors", "jaxgen.allocator", "jaxgen.models.base"),
     ("jaxgen.nn", "jaxgen.losses", "jaxgen.metrics", "jaxgen.data", "jaxgen.viz",
-     "jaxgen.checkpoint", "jaxgen.writers", "jaxgen.sharding", "jaxgen.config"),
+     "jaxgen.checkpoint", "jaxgen.writers", "jaxgen.sharding", "jaxgen.config", "jaxgen.presets"),
     ("jaxgen.models",),
     ("jaxgen.evaluation", "jaxgen.runs"),
     ("jaxgen.train",),
