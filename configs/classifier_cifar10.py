@@ -6,33 +6,18 @@ conv, 256-D features; random 2-pixel translations and horizontal flips; label sm
 SGD with Nesterov momentum, batch 512, linear warmup then linear decay over 8 epochs.
 Variants: smoke. Figures: experiments/README.md.
 """
-from jaxgen.config import base_config
-from jaxgen.presets import pick_variant
+from jaxgen.presets import family_config, pick_variant
+
+
+
 
 
 def get_config(variant=None):
-    c = base_config()
-    c.data.name = "cifar10"
-    c.data.space = "unit"
-    c.model.family = "classifier"
-    c.model.whiten = 2
-    c.model.widths = (64, 256, 256)
-    c.model.convs_per_stage = 2
-    c.model.pool_first = True
-    c.model.feature_dim = 256
-    c.model.dropout = 0.0
-    c.model.crop_pad = 2
-    c.model.flip = True
-    c.model.label_smoothing = 0.2
-    c.optim.name = "sgd"
-    c.optim.learning_rate = 0.4
-    c.optim.b1 = 0.9
-    c.optim.weight_decay = 5e-4
-    c.optim.schedule = "linear"
-    c.optim.warmup_steps = 160
-    c.train.steps = c.optim.decay_steps = 780  # 8 epochs
-    c.train.batch_size = 512
-    c.train.log_every = 20
-    c.train.checkpoint_every = 100
-    c.train.eval_every = 200
+    c = family_config("classifier", "cifar10", whiten=2, widths=(64, 256, 256), convs_per_stage=2,
+                      pool_first=True, feature_dim=256, dropout=0.0, flip=True,
+                      label_smoothing=0.2)
+    c.optim.update(name="sgd", learning_rate=0.4, b1=0.9, weight_decay=5e-4, schedule="linear",
+                   warmup_steps=160, decay_steps=780)
+    c.train.update(steps=780, batch_size=512, log_every=20, checkpoint_every=100,  # 8 epochs
+                   eval_every=200)
     return pick_variant(c, variant, {})

@@ -13,8 +13,7 @@ experiments/README.md, "Stationary Gaussian textures".
 """
 import os
 
-from jaxgen.config import base_config
-from jaxgen.presets import pick_variant
+from jaxgen.presets import family_config, pick_variant
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("JAXGEN_SHARED") or os.path.normpath(os.path.join(REPO, "..", "shared"))
@@ -22,16 +21,7 @@ DEFAULT_EXEMPLAR = os.path.join(SHARED, "data", "textures", "vistex", "Sand-01.p
 
 
 def get_config(variant=None):
-    c = base_config()
-    c.data.name = f"image:{DEFAULT_EXEMPLAR}"
-    c.data.space = "unit"
-    c.model.family = "texture"
-    c.model.synthesis = "rpn"  # or adsn; both free to change after training, as is sample_size
-    c.model.sample_size = (0, 0)  # (height, width) of samples; 0: the exemplar's
-    c.model.eval_samples = 16  # ADSN samples per image for the autocovariance error
-    c.train.update(steps=1, batch_size=1, num_devices=1, log_every=1, checkpoint_every=1,
-                   eval_every=1, sample_every=1)
-    c.eval.update(batch_size=1, num_samples=16, sample_grid=16, picture_examples=1)
+    c = family_config("texture", f"image:{DEFAULT_EXEMPLAR}")
     pick_variant(c, variant, {"rpn": lambda c: c.model.update(synthesis="rpn"),
                               "adsn": lambda c: c.model.update(synthesis="adsn")})
     if "smoke" in (variant or "").split("+"):  # one image, one at a time

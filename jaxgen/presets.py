@@ -1,8 +1,28 @@
-"""The defaults the config files share: the smoke and cpu variants, and each family's default
-block (flows, mixtures, GANs, diffusion, PixelCNNs, VQ-VAEs). jaxgen.config loads and overrides."""
+"""What the config files share: a new config of a family from its declared defaults, the smoke
+and cpu variants, and the variants of each kind of model. jaxgen.config loads and overrides."""
 from ml_collections import ConfigDict
 
+from jaxgen import models
 from jaxgen.config import base_config
+
+
+def family_config(family: str, dataset: str, **model) -> ConfigDict:
+    """base_config() with `family`'s declared defaults (jaxgen.models.base.Declaration: its model
+    block, its default data.space, its optim, train and eval settings) on `dataset`; `model`
+    overrides model keys."""
+    declared = models.declaration(family)
+    c = base_config()
+    c.data.name = dataset
+    unknown = set(model) - set(declared.model)
+    if unknown:
+        raise KeyError(f"the {family} family has no model key {', '.join(sorted(unknown))}")
+    c.model = ConfigDict(dict(declared.model, family=family, **model))
+    spaces = declared.allowed_spaces(c.model)
+    if spaces:
+        c.data.space = spaces[0]
+    for section in ("optim", "train", "eval"):
+        c[section].update(getattr(declared, section))
+    return c
 
 
 def shrink_to_smoke(c: ConfigDict) -> ConfigDict:
@@ -54,16 +74,7 @@ def flow_config(flow: str, dataset: str, variant: str | None, tiny: dict,
     """What every flow config shares; `model` sets its architecture, `tiny` the small one of the
     'tiny' and 'smoke' variants, `cpu` the arguments of `cpu_schedule` for the 'cpu' variant.
     Glow configs also get 'plain' (non-LU 1x1 convs)."""
-    c = base_config()
-    c.data.name = dataset
-    c.data.space = "dequantize"
-    c.model = ConfigDict(dict(family="flows", flow=flow, mlp_layers=0, lu=False, actnorm=True,
-                              logit_alpha=0.05, temperature=1.0, picture_temperature=0.7))
-    c.model.update(model)
-    c.optim.update(learning_rate=1e-3, warmup_steps=1000, grad_clip=50.0)
-    c.train.update(steps=50_000, batch_size=64, log_every=500, checkpoint_every=5000,
-                   eval_every=10_000, sample_every=5000)
-    c.eval.update(batch_size=500, num_samples=1000)
+    c = family_config("flows", dataset, flow=flow, **model)
     variants = {"tiny": lambda c: c.model.update(tiny)}
     if flow == "glow":
         variants["plain"] = lambda c: c.model.update(lu=False)
@@ -78,15 +89,8 @@ def gmm_config(dataset: str, components: int, reg_covar: float, init_examples: i
     """What the Gaussian-mixture configs share: full covariances on pixels (model.pca_dim 0),
     `passes` passes over the training split of `steps_per_pass` steps of `batch` (the first two
     initialise, each later one is an EM iteration), one checkpoint, eval and grid at the end."""
-    c = base_config()
-    c.data.name = dataset
-    c.data.space = "dequantize"
-    c.model = ConfigDict(dict(
-        family="gmm", num_components=components, covariance_type="full", pca_dim=0,
-        reg_covar=reg_covar,
-        init_examples=init_examples,  # the k-means++ sample, from the first pass
-        min_var=1e-8,  # floor of the PCA residual variance
-        sample_residual=True))  # pca_dim > 0: False samples without the residual noise
+    c = family_config("gmm", dataset, num_components=components, reg_covar=reg_covar,
+                      init_examples=init_examples)
     steps = passes * steps_per_pass
     c.train.update(batch_size=batch, steps=steps, log_every=log_passes * steps_per_pass,
                    checkpoint_every=steps, eval_every=steps, sample_every=steps)
@@ -104,21 +108,10 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
     config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
     'smoke' gives tiny nets and at most 2 critic updates per step."""
-    c = base_config()
-    c.data.name = dataset
-    c.data.space = "symmetric"
-    c.model = ConfigDict(dict(
-        family="gan", arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
-        penalty_every=1, clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64,
-        g_depth=3, d_depth=3, d_mbstd=0, d_spectral_norm=False, upsample="subpixel",
-        conditional=False, info_codes=0, info_weight=0.0, clusters=0))
-    c.model.update(model)
-    c.optim.update(learning_rate=2e-4, b1=0.5, ema_decay=0.999)
+    c = family_config("gan", dataset, **model)
     c.optim_d = ConfigDict(c.optim.to_dict())
     c.optim_d.ema_decay = 0.0  # only G's average is used
-    c.train.update(steps=steps, batch_size=batch * c.model.n_critic, log_every=500,
-                   checkpoint_every=2000, eval_every=10_000, sample_every=1000)
-    c.eval.update(batch_size=500, num_samples=10_000, sample_grid=100)
+    c.train.update(steps=steps, batch_size=batch * c.model.n_critic)
     if edit is not None:
         edit(c)
     pick_variant(c, variant, dict(variants or {},
@@ -138,20 +131,9 @@ def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: di
     and `train` override. Variants: cond (class-conditional, label dropout 0.1, guidance scale
     `guidance`), ddim (50 deterministic DDIM steps), cosine (schedule), v (v-prediction), smoke
     (a tiny U-Net, T = 10)."""
-    c = base_config()
-    c.data.name = dataset
-    c.data.space = "symmetric"
-    c.model = ConfigDict(dict(
-        family="diffusion", ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2,
-        attn_resolutions=(16,), dropout=0.1, norm_groups=32, flip=False,
-        timesteps=1000, schedule="linear", prediction="eps", variance="large",
-        sampler="ancestral", sample_steps=50, eta=0.0, clip_denoised=True,
-        conditional=False, guidance_scale=1.0, label_dropout=0.0))
-    c.model.update(model)
-    c.optim.update(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999)
+    c = family_config("diffusion", dataset, **model)
     c.optim.update(optim)
     c.train.update(train)
-    c.eval.update(bound_timesteps=32, num_examples=1000)
     variants = {
         "cond": lambda c: c.model.update(conditional=True, label_dropout=0.1,
                                          guidance_scale=guidance),
@@ -172,21 +154,10 @@ def pixelcnn_config(dataset: str, space: str, variant: str | None, variants: dic
     """What every PixelCNN config shares; `model` sets the architecture (see the keys below),
     `smoke` the tiny one of the 'smoke' variant, `train` and `optim` the schedule. Binarized
     configs also get the '8bit' variant."""
-    c = base_config()
-    c.data.name = dataset
+    c = family_config("pixelcnn", dataset, **model)
     c.data.space = space
-    c.model = ConfigDict(dict(
-        family="pixelcnn", arch="pixelcnn", likelihood="bernoulli",
-        features=32,  # pixelcnn: h (2h in the residual stream); gated: p; pixelcnnpp: all layers
-        layers=12,  # pixelcnn: residual blocks; gated: gated layers; pixelcnnpp: blocks per scale
-        out_hidden=64,  # width of the hidden 1x1 output layer (pixelcnn, gated)
-        num_mixtures=10, dropout=0.0, conditional=False))
-    c.model.update(model)
     c.optim.update(optim or {})
     c.train.update(train)
-    # eval.batch_size is also the chunk train.py samples in: small, as every image costs H x W passes
-    c.eval.update(batch_size=100, num_samples=1000, sample_grid=100)
-    c.eval.completions = 8  # test images in the completion picture (0: none)
     if space == "binarize":
         variants = {"8bit": _pixelcnn_eight_bit, **(variants or {})}
     pick_variant(c, variant, variants or {}, cpu)
@@ -205,17 +176,7 @@ def _pixelcnn_eight_bit(c: ConfigDict) -> None:
 def vqvae_config(dataset: str, variant: str | None, *, levels: int, train: dict,
                  cpu: dict | None = None, **model) -> ConfigDict:
     """What every VQ-VAE (first-stage) config shares; `model` sets the sizes."""
-    c = base_config()
-    c.data.name = dataset
-    c.data.space = "symmetric"
-    c.model = ConfigDict(dict(
-        family="vqvae", levels=levels, features=128, hidden=32, blocks=2,
-        num_codes=512, code_dim=64, beta=0.25,
-        codebook_decay=0.99, codebook_eps=1e-5,
-        dead_count=0.03,  # EMA count (vectors per step) below which a code is re-seeded
-    ))
-    c.model.update(model)
-    c.optim.learning_rate = 2e-4
+    c = family_config("vqvae", dataset, levels=levels, **model)
     c.train.update(train)
     pick_variant(c, variant, {}, cpu)
     if "smoke" in (variant or "").split("+"):
@@ -228,16 +189,9 @@ def vqprior_config(dataset: str, first_stage: str, variant: str | None, *, train
     """What every VQ-VAE prior config shares: a Gated PixelCNN over the codes of the vqvae run
     in `first_stage`. Variants: cond (class-conditional), smoke (tiny, reads runs/<first>_smoke
     unless model.first_stage is set)."""
-    c = base_config()
-    c.data.name = dataset
+    c = family_config("vqprior", dataset, first_stage=first_stage, **model)
     c.data.space = "symmetric"  # unused: the codes come from the first stage's space
-    c.model = ConfigDict(dict(
-        family="vqprior", first_stage=first_stage, features=64, layers=12, out_hidden=256,
-        dropout=0.0, conditional=False, temperature=1.0))
-    c.model.update(model)
-    c.optim.learning_rate = 3e-4
     c.train.update(train)
-    c.eval.update(batch_size=100, num_samples=1000, sample_grid=100)
     pick_variant(c, variant, {"cond": lambda c: c.model.update(conditional=True)}, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(features=4, layers=2, out_hidden=8, first_stage=first_stage + "_smoke")

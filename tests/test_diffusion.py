@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxgen import config as config_lib, losses
+from jaxgen import config as config_lib, losses, models
 from jaxgen.errors import UserError
 from jaxgen.models import base, diffusion as dm
 from jaxgen.nn.unet import UNet
@@ -293,4 +293,4 @@ def test_bad_config_is_a_user_error(key, value, needle):
     section, name = key.split(".")
     c[section][name] = value
     with pytest.raises(UserError, match=needle):
-        dm.make_family(c, base.DataSpec((28, 28, 1), 10))
+        models.make(c, base.DataSpec((28, 28, 1), 10))

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen import presets
-from jaxgen import config as config_lib, losses, train
+from jaxgen import config as config_lib, losses, models, presets, train
 from jaxgen.errors import UserError
 from jaxgen.main import main
 from jaxgen.models import base, gan
@@ -302,7 +301,7 @@ def test_bad_gan_configs_are_refused_with_what_to_do(change, message):
     for key, value in change.items():
         config_lib.override(c, key, str(value))
     with pytest.raises(UserError, match=message):
-        gan.make_family(c, MNIST)
+        models.make(c, MNIST)
 
 
 def test_conditional_samples_come_in_class_blocks_one_grid_row_per_class(tmp_path, capsys):

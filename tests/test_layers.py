@@ -8,9 +8,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "jaxgen"
 LAYERS = [
     ("jaxgen.errors", "jaxgen.allocator", "jaxgen.models.base"),
     ("jaxgen.nn", "jaxgen.losses", "jaxgen.metrics", "jaxgen.data", "jaxgen.viz",
-     "jaxgen.checkpoint", "jaxgen.writers", "jaxgen.sharding", "jaxgen.config", "jaxgen.presets"),
+     "jaxgen.checkpoint", "jaxgen.writers", "jaxgen.sharding", "jaxgen.config"),
     ("jaxgen.models",),
-    ("jaxgen.evaluation", "jaxgen.runs"),
+    ("jaxgen.evaluation", "jaxgen.runs", "jaxgen.presets"),
     ("jaxgen.train",),
     ("jaxgen.main",),
 ]

@@ -9,7 +9,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxgen import losses
+from jaxgen import losses, models
 from jaxgen.config import base_config
 from jaxgen.errors import UserError
 from jaxgen.models import pixelcnn
@@ -196,7 +196,6 @@ def test_bad_model_config_is_a_user_error(edit, needle):
     c = make_config("pixelcnn", "softmax", "symmetric", features=6)
     c.model.update(edit)
     with pytest.raises(UserError, match=needle):
-        pixelcnn.make_family(c, DataSpec((8, 8, 3), 0))
+        models.make(c, DataSpec((8, 8, 3), 0))
     with pytest.raises(UserError, match="needs data.space"):
-        pixelcnn.make_family(make_config("pixelcnn", "bernoulli", "symmetric"),
-                             DataSpec((8, 8, 1), 0))
+        models.make(make_config("pixelcnn", "bernoulli", "symmetric"), DataSpec((8, 8, 1), 0))

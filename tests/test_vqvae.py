@@ -6,6 +6,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxgen import models
 from jaxgen.config import base_config
 from jaxgen.errors import UserError
 from jaxgen.models import vqprior, vqvae
@@ -198,7 +199,7 @@ def test_non_pixel_space_and_parameter_ema_are_user_errors():
     config = vq_config()
     config.data.space = "binarize"
     with pytest.raises(UserError, match="data.space"):
-        vqvae.make_family(config, DataSpec((8, 8, 1), 10))
+        models.make(config, DataSpec((8, 8, 1), 10))
     config = vq_config()
     config.optim.ema_decay = 0.999
     with pytest.raises(UserError, match="ema_decay=0"):

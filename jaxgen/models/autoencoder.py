@@ -14,6 +14,12 @@ from jaxgen.models import base
 from jaxgen.nn.encoders import Decoder, Encoder, check_arch
 
 Array = jax.Array
+DECLARATION = base.Declaration(
+    model=dict(arch="mlp", hidden=(512, 256), latent_dim=2, act="relu",
+               code_ema=0.99),  # the running average of the training codes
+    spaces=("unit",), who="the autoencoder ([0, 1] pixels)",
+    train=dict(steps=10_000, batch_size=128, log_every=500, checkpoint_every=2500,
+               eval_every=2500, sample_every=2500))
 
 
 class Autoencoder(flax.linen.Module):
@@ -40,7 +46,6 @@ class Autoencoder(flax.linen.Module):
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
-    base.require_space(config.data.space, ("unit",), "the autoencoder ([0, 1] pixels)")
     check_arch(m.arch, m.hidden, spec.shape)
     net = Autoencoder(m.arch, tuple(m.hidden), m.latent_dim, spec.shape, m.act)
     optimizer = base.make_optimizer(config.optim)

@@ -78,18 +78,54 @@ class Family:
     conditional: bool = False  # samples follow their labels: grids get one row per class
 
 
-def require_space(space: str, allowed: tuple[str, ...], who: str) -> None:
-    """The one check of data.space: `who` (the model, in words) reads one of `allowed`."""
-    if space not in allowed:
-        raise UserError(f"{who} needs data.space {' or '.join(allowed)}, not {space!r}: set "
-                        f"--config.data.space={allowed[0]}")
+@dataclasses.dataclass(frozen=True)
+class Declaration:
+    """What a family module declares of itself (as DECLARATION), read before any data: its
+    default config block, the model space it reads and whether it needs labels. jaxgen.presets
+    builds new configs from it; jaxgen.models.make checks a config against it once, for every
+    family, before the family's own checks.
 
+    model: the default model block (model.family is added).
+    spaces: the data.space values the model reads, the first being the default; or, when the
+        space depends on a model key (`space_key`, e.g. a likelihood), {value of that key: its
+        spaces}. Empty: data.space is not read (a VQ prior reads its first stage's).
+    who: the model in words for errors; may name model keys, as in 'the {likelihood} decoder'.
+    labels: 'always' (a classifier), 'conditional' (labels needed while model.conditional) or
+        'never'.
+    optim, train, eval: the family's changes to those sections of base_config.
+    """
 
-def require_labels(conditional: bool, spec: DataSpec) -> None:
-    """The one check that a conditional model has a labelled dataset (2 classes at least)."""
-    if conditional and spec.num_classes < 2:
-        raise UserError(f"model.conditional needs a labelled dataset; this one has "
-                        f"{spec.num_classes} classes")
+    model: dict
+    spaces: tuple[str, ...] | dict[str, tuple[str, ...]]
+    who: str
+    space_key: str = ""
+    labels: str = "never"
+    optim: dict = dataclasses.field(default_factory=dict)
+    train: dict = dataclasses.field(default_factory=dict)
+    eval: dict = dataclasses.field(default_factory=dict)
+
+    def allowed_spaces(self, model) -> tuple[str, ...]:
+        """The data.space values a model block of this family reads (raises for an unknown
+        value of space_key)."""
+        if not self.space_key:
+            return self.spaces
+        value = model[self.space_key]
+        if value not in self.spaces:
+            raise UserError(f"unknown model.{self.space_key} {value!r}; use "
+                            f"{', '.join(self.spaces)}")
+        return self.spaces[value]
+
+    def check(self, config, spec: DataSpec) -> None:
+        """The one check of data.space and of labels, for every family."""
+        allowed, m = self.allowed_spaces(config.model), config.model
+        if allowed and config.data.space not in allowed:
+            raise UserError(f"{self.who.format_map(m)} needs data.space {' or '.join(allowed)}, "
+                            f"not {config.data.space!r}: set --config.data.space={allowed[0]}")
+        needs = self.labels == "always" or (self.labels == "conditional" and m.conditional)
+        if needs and spec.num_classes < 2:
+            what = "model.conditional" if self.labels == "conditional" else self.who.format_map(m)
+            raise UserError(f"{what} needs a labelled dataset (2 classes at least); this one has "
+                            f"{spec.num_classes} classes")
 
 
 def make_optimizer(optim) -> optax.GradientTransformation:

@@ -17,6 +17,16 @@ from jaxgen.models import base
 from jaxgen.nn.conv import Conv
 
 Array = jax.Array
+DECLARATION = base.Declaration(
+    model=dict(
+        whiten=0, widths=(32, 64), convs_per_stage=1, pool_first=False, feature_dim=128,
+        dropout=0.25, crop_pad=2,
+        flip=False,  # mirrored digits are other symbols
+        label_smoothing=0.0),
+    spaces=("unit",), who="the classifier ([0, 1] pixels)", labels="always",
+    optim=dict(learning_rate=3e-3, schedule="cosine", warmup_steps=100, decay_steps=3000),
+    train=dict(steps=3000, batch_size=128, log_every=100, checkpoint_every=1000,
+               eval_every=1000, sample_every=1000))
 nn = flax.linen
 
 
@@ -81,10 +91,6 @@ class CNN(nn.Module):
 
 def _network(config, spec: base.DataSpec) -> CNN:
     m = config.model
-    base.require_space(config.data.space, ("unit",), "the classifier ([0, 1] pixels)")
-    if spec.num_classes < 2:
-        raise UserError(f"the classifier needs labelled data with at least 2 classes; "
-                        f"{config.data.name!r} has {spec.num_classes}")
     if min(spec.shape[:2]) < 2 ** len(m.widths):
         raise UserError(f"{len(m.widths)} pooling stages (model.widths) need images of at least "
                         f"{2 ** len(m.widths)} pixels a side, got {spec.shape[:2]}")

@@ -34,6 +34,14 @@ SCHEDULES = ("linear", "cosine")
 PREDICTIONS = ("eps", "v")
 VARIANCES = ("small", "large")
 SAMPLERS = ("ancestral", "ddim")
+DECLARATION = base.Declaration(  # the DDPM CIFAR-10 model (Ho et al. 2020)
+    model=dict(ch=128, ch_mult=(1, 2, 2, 2), num_res_blocks=2, attn_resolutions=(16,),
+               dropout=0.1, norm_groups=32, flip=False, timesteps=1000, schedule="linear",
+               prediction="eps", variance="large", sampler="ancestral", sample_steps=50, eta=0.0,
+               clip_denoised=True, conditional=False, guidance_scale=1.0, label_dropout=0.0),
+    spaces=("symmetric",), who="diffusion ([-1, 1] pixels)", labels="conditional",
+    optim=dict(learning_rate=2e-4, warmup_steps=5000, grad_clip=1.0, ema_decay=0.9999),
+    eval=dict(bound_timesteps=32, num_examples=1000))
 MAX_BETA = 0.999  # keeps the last cosine steps finite
 CHAIN_SAMPLES, CHAIN_FRAMES = 8, 10  # the denoising-chain picture
 
@@ -247,8 +255,6 @@ def _check(config, spec: base.DataSpec) -> None:
                          ("sampler", SAMPLERS)):
         if m[key] not in allowed:
             raise UserError(f"unknown model.{key} {m[key]!r}; use {' or '.join(allowed)}")
-    base.require_space(config.data.space, ("symmetric",), "diffusion ([-1, 1] pixels)")
-    base.require_labels(m.conditional, spec)
     if m.guidance_scale != 1 and not m.conditional:
         raise UserError("model.guidance_scale other than 1 needs model.conditional=true")
     if m.guidance_scale < 0 or not 0 <= m.label_dropout < 1:

@@ -27,6 +27,14 @@ from jaxgen.nn.conv import Conv
 
 Array = jax.Array
 FLOWS = ("nice", "realnvp", "glow")
+DECLARATION = base.Declaration(
+    model=dict(flow="realnvp", levels=2, steps=3, hidden=64, mlp_layers=0, lu=False,
+               actnorm=True, logit_alpha=0.05, temperature=1.0, picture_temperature=0.7),
+    spaces=("dequantize",), who="a flow (a density on dequantized pixels)",
+    optim=dict(learning_rate=1e-3, warmup_steps=1000, grad_clip=50.0),
+    train=dict(steps=50_000, batch_size=64, log_every=500, checkpoint_every=5000,
+               eval_every=10_000, sample_every=5000),
+    eval=dict(batch_size=500, num_samples=1000))
 
 
 def latent_shapes(flow: str, levels: int, shape: tuple[int, int, int]) -> list[tuple[int, ...]]:
@@ -119,8 +127,6 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
     if m.flow not in FLOWS:
         raise UserError(f"unknown model.flow {m.flow!r}; use {', '.join(FLOWS)}")
-    if config.data.space != "dequantize":
-        raise UserError(f"flows need data.space 'dequantize', not {config.data.space!r}")
     h, w, c = spec.shape
     if m.flow != "nice" and (h % 2 ** m.levels or w % 2 ** m.levels):
         raise UserError(f"{m.levels} flow levels need H and W divisible by {2 ** m.levels}; "

@@ -41,6 +41,16 @@ ARCHS = ("mlp", "dcgan", "resnet")
 PENALTIES = ("none", "gp", "r1")
 # The clusters' EMA decay and count smoothing, and the EMA count (images per step) below which
 # a cluster restarts at a random real image: VQ-VAE's defaults.
+DECLARATION = base.Declaration(
+    model=dict(arch="dcgan", loss="nonsaturating", penalty="none", penalty_weight=0.0,
+               penalty_every=1, clip=0.0, n_critic=1, latent_dim=100, g_width=64, d_width=64,
+               g_depth=3, d_depth=3, d_mbstd=0, d_spectral_norm=False, upsample="subpixel",
+               conditional=False, info_codes=0, info_weight=0.0, clusters=0),
+    spaces=("symmetric",), who="a GAN (generators output [-1, 1])", labels="conditional",
+    optim=dict(learning_rate=2e-4, b1=0.5, ema_decay=0.999),
+    train=dict(steps=20_000, batch_size=64, log_every=500, checkpoint_every=2000,
+               eval_every=10_000, sample_every=1000),
+    eval=dict(batch_size=500, num_samples=10_000, sample_grid=100))
 CLUSTER_DECAY, CLUSTER_EPS, DEAD_CLUSTER = 0.99, 1e-5, 0.03
 
 
@@ -84,8 +94,6 @@ def check_config(config, spec: base.DataSpec) -> None:
         raise UserError(f"{' and '.join(labels)} each set G's label input: keep one of them "
                         f"(model.conditional=False, model.info_codes=0, model.clusters=0 turn "
                         f"them off)")
-    base.require_labels(m.conditional, spec)
-    base.require_space(config.data.space, ("symmetric",), "a GAN (generators output [-1, 1])")
 
 
 def networks(m, shape: tuple[int, int, int], labelled: int, classes: int

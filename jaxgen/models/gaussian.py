@@ -25,6 +25,14 @@ from jaxgen.models import base
 Array = jax.Array
 
 LOW_RANK = ("ppca", "ppca_em", "fa")
+DECLARATION = base.Declaration(
+    model=dict(
+        num_components=0, min_var=1e-8,
+        low_rank="ppca",  # with num_components: ppca (closed form), ppca_em or fa (by EM)
+        em_iterations=2000,
+        em_tol=1e-4),  # nats per image
+    spaces=("dequantize",), who="the Gaussian model (a density on dequantized pixels)",
+    train=dict(batch_size=1000), eval=dict(batch_size=1000))
 
 
 def decompose(stats: dict, num_components: int, min_var: float) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +82,6 @@ def log_prob(x: Array, mean: Array, vals: Array, vecs: Array) -> Array:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
-    base.require_space(config.data.space, ("dequantize",),
-                       "the Gaussian model (a density on dequantized pixels)")
     dims = int(np.prod(spec.shape))
     if m.num_components < 0 or m.num_components >= dims:
         raise UserError(f"model.num_components must be in [0, {dims}) (0: full covariance)")

@@ -41,6 +41,15 @@ from jaxgen.models import base
 Array = jax.Array
 
 COVARIANCE_TYPES = ("full", "diag", "spherical")
+DECLARATION = base.Declaration(
+    model=dict(
+        num_components=10, covariance_type="full",
+        pca_dim=0,  # > 0: the mixture is fitted in that many principal components
+        reg_covar=1e-6,
+        init_examples=10_000,  # the k-means++ sample, from the first pass
+        min_var=1e-8,  # floor of the PCA residual variance
+        sample_residual=True),  # pca_dim > 0: False samples without the residual noise
+    spaces=("dequantize",), who="the Gaussian mixture (a density on dequantized pixels)")
 
 
 # -- the mixture's maths: pure, in the dtype of the data (float64 in the tests) ------------------
@@ -188,8 +197,6 @@ def _check_model(m, dims: int) -> None:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m, t = config.model, config.train
-    base.require_space(config.data.space, ("dequantize",),
-                       "the Gaussian mixture (a density on dequantized pixels)")
     dims = int(np.prod(spec.shape))
     _check_model(m, dims)
     k, cov_type, pca = m.num_components, m.covariance_type, m.pca_dim

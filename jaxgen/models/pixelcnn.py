@@ -36,6 +36,19 @@ Array = jax.Array
 ARCHS = ("pixelcnn", "gated", "pixelcnnpp")
 SPACES_OF = {"bernoulli": ("binarize", "threshold"), "softmax": ("symmetric",),
              "logistic_mixture": ("symmetric",)}
+DECLARATION = base.Declaration(
+    model=dict(
+        arch="pixelcnn", likelihood="bernoulli",
+        features=32,  # pixelcnn: h (2h in the residual stream); gated: p; pixelcnnpp: all layers
+        layers=12,  # pixelcnn: residual blocks; gated: gated layers; pixelcnnpp: blocks per scale
+        out_hidden=64,  # width of the hidden 1x1 output layer (pixelcnn, gated)
+        num_mixtures=10, dropout=0.0, conditional=False),
+    spaces=SPACES_OF, space_key="likelihood", who="the {likelihood} likelihood",
+    labels="conditional",
+    # eval.batch_size is also the chunk train.py samples in: small, as every image costs H x W
+    # passes
+    eval=dict(batch_size=100, num_samples=1000, sample_grid=100,
+              completions=8))  # test images in the completion picture (0: none)
 NUM_BINS = 256
 MIN_LOG_SCALE = -7.0
 COMPLETIONS = 3  # samples of each test image's bottom half in the completion picture
@@ -116,14 +129,11 @@ class Likelihood:
         return x
 
 
-def check_model(m, space: str, spec: base.DataSpec) -> None:
+def check_model(m, spec: base.DataSpec) -> None:
     """Raises a UserError for a config the nets or likelihoods cannot run."""
     h, w, c = spec.shape
     if m.arch not in ARCHS:
         raise UserError(f"unknown model.arch {m.arch!r}; use {', '.join(ARCHS)}")
-    if m.likelihood not in SPACES_OF:
-        raise UserError(f"unknown model.likelihood {m.likelihood!r}; use {', '.join(SPACES_OF)}")
-    base.require_space(space, SPACES_OF[m.likelihood], f"the {m.likelihood} likelihood")
     if m.arch == "pixelcnnpp":
         if c > 1 and m.likelihood != "logistic_mixture":
             raise UserError(f"pixelcnnpp models whole pixels: with {c} channels set "
@@ -136,7 +146,6 @@ def check_model(m, space: str, spec: base.DataSpec) -> None:
                         f"(the features split into one group per channel)")
     if m.likelihood == "logistic_mixture" and m.num_mixtures < 1:
         raise UserError("model.num_mixtures must be at least 1")
-    base.require_labels(m.conditional, spec)
 
 
 def make_net(m, spec: base.DataSpec, likelihood: Likelihood) -> nn.Module:
@@ -150,7 +159,7 @@ def make_net(m, spec: base.DataSpec, likelihood: Likelihood) -> nn.Module:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m, space = config.model, config.data.space
-    check_model(m, space, spec)
+    check_model(m, spec)
     h, w, c = spec.shape
     num_dims = h * w * c
     likelihood = Likelihood(m.likelihood, c, m.num_mixtures)

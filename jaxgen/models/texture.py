@@ -27,6 +27,15 @@ from jaxgen.models import base
 
 Array = jax.Array
 SYNTHESES = ("adsn", "rpn")
+DECLARATION = base.Declaration(
+    model=dict(
+        synthesis="rpn",  # or adsn; both free to change after training, as is sample_size
+        sample_size=(0, 0),  # (height, width) of samples; 0: the exemplar's
+        eval_samples=16),  # ADSN samples per image for the autocovariance error
+    spaces=("unit",), who="the texture model (images in [0, 1])",
+    train=dict(steps=1, batch_size=1, num_devices=1, log_every=1, checkpoint_every=1,
+               eval_every=1, sample_every=1),
+    eval=dict(batch_size=1, num_samples=16, sample_grid=16, picture_examples=1))
 
 
 def periodic_smooth(u: Array) -> tuple[Array, Array]:
@@ -97,7 +106,6 @@ def relative_error(got: Array, want: Array) -> Array:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m = config.model
-    base.require_space(config.data.space, ("unit",), "the texture model (images in [0, 1])")
     if m.synthesis not in SYNTHESES:
         raise UserError(f"unknown model.synthesis {m.synthesis!r}; use adsn or rpn")
     size = tuple(int(v) for v in m.sample_size)

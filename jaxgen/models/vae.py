@@ -15,7 +15,6 @@ import numpy as np
 
 from jaxgen import losses, viz
 from jaxgen.data.preprocess import to_model_space, to_unit
-from jaxgen.errors import UserError
 from jaxgen.models import base
 from jaxgen.nn.encoders import Decoder, Encoder, check_arch
 
@@ -23,6 +22,13 @@ Array = jax.Array
 
 SPACE_OF = {"bernoulli": ("binarize", "threshold"), "gaussian": ("dequantize",),
             "gaussian_learned": ("dequantize",), "logistic": ("symmetric",)}
+DECLARATION = base.Declaration(
+    model=dict(arch="mlp", hidden=(500, 500), latent_dim=50, act="relu", likelihood="bernoulli",
+               decoder_log_std=0.0, beta=1.0, kl_warmup_steps=0),
+    spaces=SPACE_OF, space_key="likelihood", who="the {likelihood} decoder",
+    train=dict(steps=60_000, batch_size=100, log_every=1000, checkpoint_every=5000,
+               eval_every=20_000, sample_every=5000),
+    eval=dict(iwae_samples=5000, iwae_chunk=250))
 MIN_LOG_STD = -7.0  # keeps learned decoder densities bounded on near-constant pixels
 
 
@@ -56,9 +62,6 @@ class VAE(flax.linen.Module):
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m, space = config.model, config.data.space
-    if m.likelihood not in SPACE_OF:
-        raise UserError(f"unknown model.likelihood {m.likelihood!r}; use {', '.join(SPACE_OF)}")
-    base.require_space(space, SPACE_OF[m.likelihood], f"the {m.likelihood} decoder")
     check_arch(m.arch, m.hidden, spec.shape)
     h, w, c = spec.shape
     num_dims = h * w * c

@@ -45,6 +45,12 @@ class Categorical:
         return inverse_cdf(probs, u[..., 0])[..., None].astype(jnp.float32)
 
 
+DECLARATION = base.Declaration(
+    model=dict(first_stage="", features=64, layers=12, out_hidden=256, dropout=0.0,
+               conditional=False, temperature=1.0),
+    spaces=(), who="the VQ prior", labels="conditional",  # it reads its first stage's pixels
+    optim=dict(learning_rate=3e-4),
+    eval=dict(batch_size=100, num_samples=1000, sample_grid=100))
 INPUT_RUNS = {"first_stage": ("vqvae", "configs/vqvae_<dataset>.py")}
 
 
@@ -52,7 +58,6 @@ def make_family(config, spec: base.DataSpec, inputs: dict[str, base.Run]) -> bas
     m = config.model
     if not m.temperature > 0:
         raise UserError(f"model.temperature must be positive, not {m.temperature}")
-    base.require_labels(m.conditional, spec)
     first = inputs["first_stage"]
     first_config, first_state, first_spec = first.config, first.state, first.spec
     if first_config.data.name != config.data.name or first_spec.shape != spec.shape:

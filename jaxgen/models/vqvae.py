@@ -20,11 +20,15 @@ from jaxgen.models import base
 from jaxgen.nn import vq
 
 Array = jax.Array
-SPACES = ("unit", "symmetric")
+DECLARATION = base.Declaration(
+    model=dict(levels=1, features=128, hidden=32, blocks=2, num_codes=512, code_dim=64,
+               beta=0.25, codebook_decay=0.99, codebook_eps=1e-5,
+               dead_count=0.03),  # EMA count (vectors per step) below which a code is re-seeded
+    spaces=("symmetric", "unit"), who="the VQ-VAE (squared error on pixels)",
+    optim=dict(learning_rate=2e-4))
 
 
-def check_model(m, space: str, spec: base.DataSpec, ema_decay: float) -> None:
-    base.require_space(space, SPACES, "the VQ-VAE (squared error on pixels)")
+def check_model(m, spec: base.DataSpec, ema_decay: float) -> None:
     if m.levels < 1:
         raise UserError("model.levels must be at least 1 (2 for VQ-VAE-2)")
     f = 2 ** (m.levels + 1)
@@ -41,7 +45,7 @@ def check_model(m, space: str, spec: base.DataSpec, ema_decay: float) -> None:
 
 def make_family(config, spec: base.DataSpec) -> base.Family:
     m, space = config.model, config.data.space
-    check_model(m, space, spec, config.optim.ema_decay)
+    check_model(m, spec, config.optim.ema_decay)
     net = vq.vqvae_net(m, spec.shape[-1])
     optimizer = base.make_optimizer(config.optim)
 
