@@ -4,7 +4,9 @@ Once a save has committed, jaxgen writes jaxgen_digest.json into its step direct
 of every file there. A restore verifies it first, so a flipped, truncated or missing file is
 found before any array is read; `restore_latest` then falls back to the newest intact checkpoint.
 A checkpoint without a digest (saved before digests existed, or killed between its commit and
-its digest) is restored unverified.
+its digest) is restored unverified. Before any array is read, the saved tree of arrays (paths,
+shapes, dtypes: the checkpoint's metadata) is compared with the state the model needs; one that
+differs is refused as a Mismatch naming the paths.
 """
 import hashlib
 import json
@@ -15,6 +17,7 @@ import sys
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxgen.errors import UserError
@@ -87,13 +90,20 @@ class Checkpointer:
         """Orbax's manager, made at the first use that needs one: it creates the directory, so
         a run refused before its first save leaves none behind."""
         if self._orbax is None:
+            # Handlers registered up front (not found from the first save's or restore's args):
+            # a checkpoint's metadata is read before anything is restored.
+            registry = ocp.DefaultCheckpointHandlerRegistry()
+            for item, args in (("state", (ocp.args.StandardSave, ocp.args.StandardRestore)),
+                               ("data", (ocp.args.JsonSave, ocp.args.JsonRestore))):
+                for arg in args:
+                    registry.add(item, arg)
             self._orbax = ocp.CheckpointManager(
                 self.directory,
                 options=ocp.CheckpointManagerOptions(
                     preservation_policy=ocp.checkpoint_managers.LatestN(self._keep),
                     enable_async_checkpointing=True,
                 ),
-                item_names=("state", "data"),
+                handler_registry=registry,
             )
         return self._orbax
 
@@ -126,8 +136,11 @@ class Checkpointer:
         )
 
     def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
-        """Restores (state, data_state); `abstract_state` holds ShapeDtypeStructs with shardings."""
+        """Restores (state, data_state); `abstract_state` holds ShapeDtypeStructs with shardings.
+        A checkpoint whose tree of arrays differs from `abstract_state` is refused before any
+        array is read."""
         step = self.latest_step() if step is None else step
+        self._check_tree(abstract_state, step)
         try:
             restored = self._manager.restore(
                 step,
@@ -143,8 +156,25 @@ class Checkpointer:
                 f"--workdir to start again, or the jaxgen that wrote it to go on with it (the "
                 f"checkpoint is left untouched)."
             ) from None
-        _check_shapes(abstract_state, restored.state, self.directory, step)
         return restored.state, restored.data
+
+    def _check_tree(self, abstract_state: Any, step: int) -> None:
+        """Raises Mismatch when the arrays saved at `step` (their paths, shapes and dtypes, from
+        the checkpoint's metadata) are not those of `abstract_state`. Metadata that cannot be read
+        (a damaged checkpoint) is left to the restore to report."""
+        try:
+            saved = self._manager.item_metadata(step)["state"].tree
+        except Exception:  # orbax raises many types for damaged files
+            return
+        problems = _tree_differences(_leaves(saved), _leaves(abstract_state))
+        if problems:
+            raise Mismatch(
+                f"the checkpoint at step {step} in {self.directory} does not fit this model ("
+                + "; ".join(problems) + "). It was written by a different model or by a jaxgen "
+                "whose networks have changed since: use a new --workdir to start again, or the "
+                "config and the jaxgen it was made with to go on with it (the checkpoint is left "
+                "untouched)."
+            )
 
     def restore_latest(self, abstract_state: Any, set_aside: bool
                        ) -> tuple[int, Any, dict] | None:
@@ -225,17 +255,44 @@ def _set_aside(step_dir: str) -> str:
     return target
 
 
-def _check_shapes(expected: Any, restored: Any, directory: str, step: int) -> None:
-    bad = [
-        f"{jax.tree_util.keystr(path)}: saved {got.shape}, model needs {want.shape}"
-        for (path, want), got in zip(
-            jax.tree_util.tree_leaves_with_path(expected), jax.tree.leaves(restored)
-        )
-        if want.shape != got.shape
-    ]
-    if bad:
-        raise Mismatch(
-            f"the checkpoint at step {step} in {directory} does not fit this model ("
-            + "; ".join(bad[:3])
-            + "). Use a new --workdir (the checkpoint is left untouched)."
-        )
+def _leaves(tree: Any) -> dict[str, Any]:
+    """{'params/d/Dense_0/kernel': leaf} of a state, or of the metadata of a saved one (where
+    the state's attributes and named tuples are dicts)."""
+    def name(key) -> str:
+        for attr in ("name", "key", "idx"):  # GetAttrKey, DictKey/FlattenedIndexKey, SequenceKey
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    return {"/".join(map(name, path)): leaf
+            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _tree_differences(saved: dict[str, Any], needed: dict[str, Any], most: int = 3
+                      ) -> list[str]:
+    """How {path: array metadata} saved differs from {path: ShapeDtypeStruct} needed, in words:
+    up to `most` paths of each kind."""
+    def some(paths: list[str]) -> str:
+        return ", ".join(paths[:most]) + (f" (and {len(paths) - most} more)"
+                                          if len(paths) > most else "")
+
+    def dtype(leaf: Any) -> np.dtype | None:  # where the metadata gives one
+        return None if getattr(leaf, "dtype", None) is None else np.dtype(leaf.dtype)
+
+    # The state's fields in its order (params before opt_state), each's paths sorted.
+    field = {f: i for i, f in enumerate(dict.fromkeys(p.split("/")[0] for p in needed))}
+    order = lambda path: (field.get(path.split("/")[0], len(field)), path)
+    differ = []
+    for path in sorted(saved.keys() & needed.keys(), key=order):
+        was, now = saved[path], needed[path]
+        if tuple(was.shape) != tuple(now.shape):
+            differ.append(f"{path}: saved {tuple(was.shape)}, model needs {tuple(now.shape)}")
+        elif dtype(was) is not None and dtype(was) != dtype(now):
+            differ.append(f"{path}: saved {dtype(was)}, model needs {dtype(now)}")
+    problems = differ[:most] + ([f"{len(differ) - most} more arrays differ"]
+                                if len(differ) > most else [])
+    for where, paths in (("checkpoint", saved.keys() - needed.keys()),
+                         ("model", needed.keys() - saved.keys())):
+        if paths:
+            problems.append(f"only in the {where}: {some(sorted(paths, key=order))}")
+    return problems

@@ -11,7 +11,8 @@ from jaxgen.errors import UserError
 
 ConfigDict = ml_collections.ConfigDict
 
-# The parts of a config that fix the shapes of a checkpoint; a resume must agree on them.
+# The parts of a config that fix the shapes of a checkpoint, or what its arrays mean: a resume
+# must agree on the keys both configs have (check_resumable).
 STATE_DEFINING = ("model", "data.space", "data.name")
 # Model keys that set how a trained model samples, not what it learned: free to change later.
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
@@ -19,8 +20,6 @@ SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoi
                  "sample_residual")
 # Model keys that say where an input run lives: its weights are in the checkpoint, so it may move.
 LOCATION_KEYS = ("first_stage",)
-# Model options added since runs were first saved whose off value is not falsy: that value.
-ADDED_AT = {"penalty_every": 1}
 
 
 def load(spec: str) -> ConfigDict:
@@ -155,18 +154,17 @@ def _get(tree: dict, dotted: str):
 
 
 def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
-    """Raises a UserError when the workdir's saved config trains a different model."""
+    """Raises a UserError when the workdir's saved config trains a different model: a key of
+    STATE_DEFINING that both configs have differs. A key only one of them has (an option added
+    to jaxgen after the run was saved, or one removed since) is not judged here, whatever its
+    value: the checkpoint's tree of shapes is, at the restore (checkpoint.Mismatch)."""
     saved = json.loads(saved_json)
     current = json.loads(to_json(config))
     for key in STATE_DEFINING:
         before, now = _state_part(saved, key), _state_part(current, key)
         if isinstance(before, dict) and isinstance(now, dict):
-            # Options added to jaxgen after the run was saved match it while they are off (at
-            # the value runs had before, ADDED_AT), and options since removed match while they
-            # were off in the saved run.
-            off = lambda k, v: v == ADDED_AT[k] if k in ADDED_AT else not v
-            now = {k: v for k, v in now.items() if k in before or not off(k, v)}
-            before = {k: v for k, v in before.items() if k in now or v}
+            both = before.keys() & now.keys()
+            before, now = ({k: v for k, v in part.items() if k in both} for part in (before, now))
         if before != now:
             raise UserError(
                 f"workdir {workdir} holds a run of a different model ({key} differs: "

@@ -209,14 +209,34 @@ def test_sampling_keys_may_change_on_a_trained_workdir_but_model_keys_may_not():
         config_lib.check_resumable(config_lib.to_json(saved), now, "w")
 
 
-def test_a_run_saved_before_a_model_option_existed_resumes_while_the_option_is_off():
+def test_a_model_key_only_one_config_has_is_left_to_the_checkpoint_whatever_its_value():
     saved = config_lib.load(cfg("dcgan_mnist.py:smoke"))
     del saved.model["d_mbstd"]  # as written by a jaxgen without that option
     now = config_lib.load(cfg("dcgan_mnist.py:smoke"))
-    config_lib.check_resumable(config_lib.to_json(saved), now, "w")
-    now.model.d_mbstd = 4
-    with pytest.raises(UserError, match="model differs"):
-        config_lib.check_resumable(config_lib.to_json(saved), now, "w")
+    for value in (0, 4):
+        now.model.d_mbstd = value
+        config_lib.check_resumable(config_lib.to_json(saved), now, "w")  # added since
+        config_lib.check_resumable(config_lib.to_json(now), saved, "w")  # removed since
+
+
+def test_a_checkpoint_whose_arrays_differ_from_the_model_is_refused_before_its_restore(
+        tmp_path, capsys):
+    """A run saved before model.d_mbstd existed: turning it on adds a minibatch-stddev channel to
+    the critic, whose weights the checkpoint lacks; left at its default, the run resumes."""
+    args = ["--config", cfg("dcgan_mnist.py:smoke"), "--workdir", str(tmp_path)]
+    assert run(capsys, *args, "--config.train.steps=1")[0] == 0
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["model"]["d_mbstd"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    before = _snapshot(tmp_path)
+    code, err = run(capsys, *args, "--config.train.steps=2", "--config.model.d_mbstd=2")
+    assert code == 2 and err.count("\n") == 1, err
+    assert re.search(r"step 1 in \S+ does not fit this model \(params/d/[\w/]+: "
+                     r"saved \([\d, ]+\), model needs \([\d, ]+\)", err), err
+    assert "(the checkpoint is left untouched)" in err and "model.d_mbstd saved unset, now 2" in err
+    assert _snapshot(tmp_path) == before
+    assert main(args + ["--config.train.steps=2"]) == 0
+    assert "resuming training from step 1" in capsys.readouterr().out
 
 
 def _flip_bytes(step_dir) -> None:
