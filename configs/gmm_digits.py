@@ -17,8 +17,7 @@ def get_config(variant=None):
     c.eval.update(num_samples=1000, picture_examples=300)
     pick_variant(c, variant, {"diag": lambda c: c.model.update(covariance_type="diag"),
                               "spherical": lambda c: c.model.update(covariance_type="spherical")})
-    # 3 passes of 2 steps of 744 (8 devices divide it); the suite runs it as diag+smoke, as a
-    # 64 x 64 Cholesky in the step hung XLA's CPU runtime on 8 emulated devices.
+    # 3 passes of 2 steps of 744 (8 devices divide it).
     if "smoke" in (variant or "").split("+"):
         c.train.batch_size = 744
         c.model.update(num_components=3, init_examples=744)

@@ -23,7 +23,4 @@ def get_config(variant=None):
     if "smoke" in (variant or "").split("+"):  # 3 passes of 2 steps over 32 training images
         c.data.train_split = "train[:32]"
         c.model.update(num_components=3, init_examples=16)
-        # On pixels, 8 PCA dimensions: the 784 x 784 Cholesky factorisations hung XLA's CPU
-        # runtime on the suite's 8 emulated devices (1 device, or 64 x 64, run fine).
-        c.model.pca_dim = c.model.pca_dim or 8
     return c

@@ -107,9 +107,16 @@ def m_step(stats: dict, centres: Array, reg_covar: float, cov_type: str) -> tupl
         d = delta.shape[1]
         cov = stats["s2"] / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         cov = 0.5 * (cov + cov.mT) + reg_covar * jnp.eye(d, dtype=dtype)
-        chol = jnp.linalg.cholesky(cov)
-        eye = jnp.broadcast_to(jnp.eye(d, dtype=dtype), chol.shape)
-        params["prec_chol"] = jax.scipy.linalg.solve_triangular(chol, eye, lower=True).mT
+        eye = jnp.eye(d, dtype=dtype)
+
+        def factor(c: Array) -> tuple[Array, Array]:
+            chol = jnp.linalg.cholesky(c)
+            return chol, jax.scipy.linalg.solve_triangular(chol, eye, lower=True).T
+
+        # One component at a time: a batched factorisation spreads its matrices over XLA's CPU
+        # thread pool and waits for them, and with several devices in one process every pool
+        # thread ended up waiting (a deadlock seen on 8 emulated devices at 784 x 784).
+        chol, params["prec_chol"] = jax.lax.map(factor, cov)
         params["cov_chol"] = chol
         # Not positive definite: a failed factorisation (NaN) or a zero pivot (an inf inverse).
         bad = ~jnp.all(jnp.diagonal(chol, axis1=1, axis2=2) > 0, 1) \
