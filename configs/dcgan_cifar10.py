@@ -7,4 +7,5 @@ from jaxgen.presets import gan_config
 
 
 def get_config(variant=None):
-    return gan_config("cifar10", variant, steps=50_000, batch=128, upsample="transposed")
+    return gan_config("cifar10", variant, steps=50_000, batch=128, upsample="transposed",
+                      cpu=dict(steps=5000, batch=128))

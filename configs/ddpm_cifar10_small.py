@@ -15,4 +15,8 @@ def get_config(variant=None):
         "cifar10", variant, guidance=1.3, flip=True, ch=64, ch_mult=(1, 2, 2),
         optim=dict(learning_rate=2e-4, warmup_steps=1000, ema_decay=0.9995),
         train=dict(steps=60_000, batch_size=128, log_every=500, checkpoint_every=5000,
-                   eval_every=20_000, sample_every=5000))
+                   eval_every=20_000, sample_every=5000),
+        cpu=dict(steps=1500, batch_size=64, evals=1,
+                 model=dict(ch=32, norm_groups=8, attn_resolutions=(8,), sampler="ddim",
+                            sample_steps=50),
+                 optim=dict(learning_rate=5e-4), eval=dict(num_samples=1000)))

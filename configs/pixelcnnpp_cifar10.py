@@ -23,5 +23,8 @@ def get_config(variant=None):
         train=dict(steps=500_000, batch_size=64, log_every=1000, checkpoint_every=10_000,
                    eval_every=50_000, sample_every=50_000),
         optim=dict(learning_rate=1e-3, schedule="cosine", decay_steps=500_000, ema_decay=0.9995),
+        cpu=dict(steps=1500, batch_size=64, evals=1,
+                 model=dict(features=32, layers=1, num_mixtures=5, dropout=0.0),
+                 eval=dict(sample_grid=16, completions=2)),
         arch="pixelcnnpp", likelihood="logistic_mixture", features=160, layers=5,
         num_mixtures=10, dropout=0.5)

@@ -19,4 +19,5 @@ def wgan_gp(c):
 def get_config(variant=None):
     return gan_config("cifar10", variant, steps=STEPS, edit=wgan_gp, arch="resnet",
                       loss="wasserstein", penalty="gp", penalty_weight=10.0, n_critic=5,
-                      latent_dim=128, g_width=128, d_width=128)
+                      latent_dim=128, g_width=128, d_width=128,
+                      cpu=dict(steps=1000, batch=32, model=dict(g_width=64, d_width=64)))

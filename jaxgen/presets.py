@@ -56,13 +56,15 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict,
 
 
 def cpu_schedule(c: ConfigDict, steps: int, batch_size: int, model: dict | None = None,
-                 optim: dict | None = None, warmup: int = 200, evals: int = 4) -> ConfigDict:
-    """The 'cpu' variant's training, sized for about 90 minutes of one CPU core: `model` and
-    `optim` overrides, warmup then cosine decay over `steps`, an EMA (where the config keeps one)
-    with warmup, checkpoints every 500 steps, `evals` evals (the last at the end) and a sample
-    grid at each."""
+                 optim: dict | None = None, warmup: int = 200, evals: int = 4,
+                 eval: dict | None = None) -> ConfigDict:
+    """The 'cpu' variant's training, sized for about 90 minutes of one CPU core: `model`, `optim`
+    and `eval` overrides, warmup then cosine decay over `steps`, an EMA (where the config keeps
+    one) with warmup, checkpoints every 500 steps, `evals` evals (the last at the end) and a
+    sample grid at each."""
     c.model.update(model or {})
     c.optim.update(optim or {})
+    c.eval.update(eval or {})
     c.optim.update(schedule="cosine", warmup_steps=warmup, decay_steps=steps, ema_warmup=True)
     c.train.update(steps=steps, batch_size=batch_size, log_every=100, checkpoint_every=500,
                    eval_every=steps // evals, sample_every=steps // evals)
@@ -99,7 +101,8 @@ def gmm_config(dataset: str, components: int, reg_covar: float, init_examples: i
 
 
 def gan_config(dataset: str, variant: str | None, variants: dict | None = None, *,
-               steps: int = 20_000, batch: int = 64, edit=None, **model) -> ConfigDict:
+               steps: int = 20_000, batch: int = 64, edit=None, cpu: dict | None = None,
+               **model) -> ConfigDict:
     """What every GAN config shares: a DCGAN-style default (nonsaturating loss, Adam 2e-4 with
     b1 0.5 for both players, an EMA generator, subpixel upsampling for CPU speed). Variants for
     every GAN: 'transposed' (the DCGAN paper's transposed convs), 'info' (InfoGAN: a 10-way code
@@ -107,6 +110,7 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     images, found by online k-means). `model` overrides the architecture and the
     game, `edit(c)` anything else before the variants apply. config.optim is G's optimizer and
     config.optim_d D's. `batch` images per critic update: train.batch_size = batch x n_critic.
+    `cpu` (the arguments of `gan_cpu_schedule`) adds the 'cpu' variant.
     'smoke' gives tiny nets and at most 2 critic updates per step."""
     c = family_config("gan", dataset, **model)
     c.optim_d = ConfigDict(c.optim.to_dict())
@@ -114,7 +118,10 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
     c.train.update(steps=steps, batch_size=batch * c.model.n_critic)
     if edit is not None:
         edit(c)
-    pick_variant(c, variant, dict(variants or {},
+    variants = dict(variants or {})
+    if cpu is not None:
+        variants["cpu"] = lambda c: gan_cpu_schedule(c, **cpu)
+    pick_variant(c, variant, dict(variants,
                                   transposed=lambda c: c.model.update(upsample="transposed"),
                                   info=lambda c: c.model.update(info_codes=10, info_weight=1.0),
                                   clusters=lambda c: c.model.update(clusters=50)))
@@ -122,6 +129,22 @@ def gan_config(dataset: str, variant: str | None, variants: dict | None = None, 
         c.model.update(g_width=8, d_width=8, g_depth=2, d_depth=2, latent_dim=8,
                        n_critic=min(c.model.n_critic, 2))
         c.train.batch_size = 16 * c.model.n_critic
+    return c
+
+
+def gan_cpu_schedule(c: ConfigDict, steps: int, batch: int, model: dict | None = None,
+                     evals: int = 2) -> ConfigDict:
+    """A GAN's 'cpu' variant, sized for about 90 minutes of one CPU core: `model` overrides,
+    `steps` generator steps of `batch` images per critic update, the config's learning rates
+    (a decaying schedule is refitted to the run: D's over steps x n_critic updates), G's EMA
+    with warmup, checkpoints every 500 steps and `evals` evals (the last at the end)."""
+    c.model.update(model or {})
+    c.train.update(steps=steps, batch_size=batch * c.model.n_critic, log_every=100,
+                   checkpoint_every=500, eval_every=steps // evals, sample_every=steps // evals)
+    c.optim.ema_warmup = True
+    for optim, updates in ((c.optim, steps), (c.optim_d, steps * c.model.n_critic)):
+        if optim.schedule != "constant":
+            optim.decay_steps = updates
     return c
 
 
