@@ -124,7 +124,7 @@ COUNTS = (("seed", 0), ("train.steps", 1), ("train.batch_size", 1), ("train.log_
 
 def check_values(config: ConfigDict) -> None:
     """Raises a UserError for a count of the loop (or the seed) that is not an integer at least
-    its minimum, and for a data.data_dir that is not a path."""
+    its minimum, a learning rate that is not positive, and a data.data_dir that is not a path."""
     for key, least in COUNTS:
         *parents, leaf = key.split(".")
         node = config
@@ -136,6 +136,11 @@ def check_values(config: ConfigDict) -> None:
         if not _is_int(value) or value < least:
             need = "a positive integer" if least == 1 else "an integer >= 0"
             raise UserError(f"{key} must be {need}, not {value!r}; set --config.{key}=N")
+    for section in ("optim", "optim_d"):  # optim_d: a GAN's critic
+        rate = config.get(section, {}).get("learning_rate", 1.0)
+        if not rate > 0:
+            raise UserError(f"{section}.learning_rate must be positive, not {rate!r}; set "
+                            f"--config.{section}.learning_rate=X")
     if config.get("seed", 0) >= 2**63:  # what a PRNG key takes
         raise UserError(f"seed must be below 2**63, not {config.seed}; set --config.seed=N")
     data_dir = config.data.get("data_dir")

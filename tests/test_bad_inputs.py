@@ -266,6 +266,10 @@ CASES = [
          prepare=_write_config("import jaxgen.nope\n")),
     Case(80, (NPZ,), "nice couples pairs of values: H x W x C must be even, the images are 7x7x1",
          config="nice_mnist.py:smoke", prepare=_npz(images=_gray(50, (7, 7)))),
+    Case(81, ("--config.optim.learning_rate=-0.001",),
+         "optim.learning_rate must be positive, not -0.001"),
+    Case(82, ("--config.optim_d.learning_rate=0",), "optim_d.learning_rate must be positive",
+         config="gan_mnist.py:smoke"),
 ]
 
 
