@@ -7,7 +7,7 @@ import traceback
 
 import ml_collections
 
-from jaxgen.errors import UserError
+from jaxgen.errors import UnknownVariant, UserError
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -45,7 +45,7 @@ def load(spec: str) -> ConfigDict:
         raise UserError(f"{path} defines no get_config()")
     try:
         config = module.get_config(variant or None)
-    except KeyError as e:
+    except UnknownVariant as e:
         raise UserError(f"{path} has no variant {variant!r}: {e.args[0] if e.args else e}"
                         ) from None
     except Exception as e:

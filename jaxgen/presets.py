@@ -4,6 +4,7 @@ from ml_collections import ConfigDict
 
 from jaxgen import models
 from jaxgen.config import base_config
+from jaxgen.errors import UnknownVariant
 
 
 def family_config(family: str, dataset: str, **model) -> ConfigDict:
@@ -51,7 +52,7 @@ def pick_variant(c: ConfigDict, variant: str | None, variants: dict,
             variants[name](c)
         else:
             available = ", ".join(["smoke", *variants])
-            raise KeyError(f"unknown variant {name!r}; available: {available}")
+            raise UnknownVariant(f"unknown variant {name!r}; available: {available}")
     return c
 
 

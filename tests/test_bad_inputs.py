@@ -270,6 +270,10 @@ CASES = [
          "optim.learning_rate must be positive, not -0.001"),
     Case(82, ("--config.optim_d.learning_rate=0",), "optim_d.learning_rate must be positive",
          config="gan_mnist.py:smoke"),
+    Case(83, ("--config", "{tmp}/config.py"), "get_config(None) raised KeyError: 'widht' (line 3: "
+         "return dict()['widht'])", prepare=_write_config("def get_config(variant=None):\n"
+                                                     "    # a typo in the user's own code\n"
+                                                     "    return dict()['widht']\n")),
 ]
 
 
