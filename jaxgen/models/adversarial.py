@@ -80,7 +80,10 @@ def init_state(g: Any, d: Any, opt_g: optax.GradientTransformation,
 
 def _update(terms_fn: TermsFn, every: int, step: Array, own: Any, other: Any, model_state: Any,
             batch: base.Batch, rng: Array):
-    """Gradients of loss (+ every x penalty on the steps the penalty is due) for `own`."""
+    """Gradients of loss (+ every x penalty on the steps the penalty is due) for `own`. With
+    every > 1 they run inside lax.cond, where XLA's CPU backend computes a plain convolution's
+    kernel gradient ~75x slower: nets regularised lazily convolve with
+    jaxgen.nn.conv.canonical_conv."""
     def grads(regularise: bool):
         def objective(p):
             t = terms_fn(p, other, model_state, batch, rng, regularise)
