@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxgen.nn.conv import NHWC, conv_general_dilated
+from jaxgen.nn.conv import canonical_conv, strided_conv, transposed_conv
 from jaxgen.nn.gan_layers import minibatch_stddev
 
 Array = jax.Array
@@ -53,6 +53,16 @@ def downsample_2x(x: Array) -> Array:
     return blur(x, (1, 1))[:, ::2, ::2]
 
 
+def conv(x: Array, kernel: Array) -> Array:
+    """A 'same'-size stride-1 convolution, x [B, H, W, I] by kernel [k, k, I, O] (k odd): a
+    matmul for 1x1, else `canonical_conv`, whose gradients stay fast inside lax.cond (the lazy
+    regularisers' steps)."""
+    k = kernel.shape[0]
+    if k == 1:
+        return x @ kernel[0, 0]
+    return canonical_conv(x, kernel, [(k // 2, k // 2)] * 2)
+
+
 def modulated_conv(x: Array, kernel: Array, styles: Array, demodulate: bool = True,
                    up: bool = False) -> Array:
     """Each sample's convolution by its own kernel: `kernel` [k, k, I, O] scaled by its styles
@@ -64,11 +74,9 @@ def modulated_conv(x: Array, kernel: Array, styles: Array, demodulate: bool = Tr
     y = x * styles[:, None, None, :]
     k = kernel.shape[0]
     if up:
-        y = conv_general_dilated(y, kernel, (1, 1), [(k - 1, k - 1)] * 2, lhs_dilation=(2, 2),
-                                 dimension_numbers=NHWC)
-        y = 4.0 * blur(y, (1, 1))
+        y = 4.0 * blur(transposed_conv(y, kernel, 2, [(k - 1, k - 1)] * 2), (1, 1))
     else:
-        y = conv_general_dilated(y, kernel, (1, 1), "SAME", dimension_numbers=NHWC)
+        y = conv(y, kernel)
     if demodulate:  # sum over k, k, I of (kernel x style)^2, per sample and output channel
         norms = jnp.square(styles) @ jnp.sum(jnp.square(kernel), axis=(0, 1))
         y = y * lax.rsqrt(norms + 1e-8)[:, None, None, :]
@@ -126,12 +134,12 @@ class EqConv(nn.Module):
         kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, x.shape[-1],
                                                                      self.features))
         kernel = kernel / math.sqrt(k * k * x.shape[-1])
-        strides, padding = (1, 1), "SAME"
         if self.down and k == 1:
-            x = downsample_2x(x)
+            y = conv(downsample_2x(x), kernel)
         elif self.down:
-            x, strides, padding = blur(x, (2, 2)), (2, 2), "VALID"
-        y = conv_general_dilated(x, kernel, strides, padding, dimension_numbers=NHWC)
+            y = strided_conv(blur(x, (2, 2)), kernel, 2)
+        else:
+            y = conv(x, kernel)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return (lrelu(y) if self.activate else y) * self.gain
