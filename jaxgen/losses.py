@@ -4,6 +4,7 @@ Log-densities are elementwise unless the name says otherwise; `sum_except_batch`
 per-example values. All values are in nats; `bits_per_dim` converts.
 """
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -143,7 +144,7 @@ def r1_penalty(critic, real: Array) -> Array:
     return jnp.mean(_input_grad_norms_sq(critic, real))
 
 
-def path_lengths(generate, ws: Array, y: Array) -> Array:
+def path_lengths(generate: Callable[[Array], Array], ws: Array, y: Array) -> Array:
     """StyleGAN2's path lengths (Karras et al. 2020, eq. 4): per example [B], |J^T y| with J the
     Jacobian of the image generate(ws)_i by its styles ws_i [L, W] and y [B, ...] shaped like
     the images; as in the paper's code, the squared norm is summed over W and averaged over the

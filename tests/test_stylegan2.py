@@ -10,6 +10,7 @@ import optax
 import pytest
 
 from jaxgen import config as config_lib, losses, models, presets
+from jaxgen.data.preprocess import crop_to
 from jaxgen.errors import UserError
 from jaxgen.models import base, stylegan2
 from jaxgen.nn import diffaugment
@@ -155,6 +156,15 @@ def test_truncation_at_psi_0_gives_the_mean_w_image_for_every_z():
                                  rngs={"noise": jax.random.key(3)})
     for image in images:  # the noise strengths are 0 at init: noise changes nothing yet
         np.testing.assert_allclose(image, jnp.clip((mean_image[0] + 1) / 2, 0, 1), atol=1e-6)
+
+
+def test_mnist_digits_train_padded_with_black_and_samples_are_cropped_back():
+    white = jnp.full((2, 28, 28, 1), 255, jnp.uint8)
+    x = stylegan2.real_images(white, 32)
+    chex.assert_shape(x, (2, 32, 32, 1))
+    np.testing.assert_array_equal(x[:, 2:30, 2:30], 1.0)
+    assert float(jnp.sum(x)) == 2 * (28 * 28 - (32 * 32 - 28 * 28))  # the border is -1
+    np.testing.assert_array_equal(crop_to(x, 28, 28), 1.0)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from ml_collections import ConfigDict
 
 from jaxgen.models import base
 
@@ -59,7 +60,7 @@ class Game:
     clip: float = 0.0  # > 0: every critic weight clipped to [-clip, clip] after its update (WGAN)
 
 
-def lazy_optim(optim, every: int):
+def lazy_optim(optim: ConfigDict, every: int) -> ConfigDict:
     """A copy of config.optim `optim` for a player whose regulariser runs every k = `every` steps:
     the learning rate times c = k / (k + 1) and Adam's b1 and b2 to the power c, so that the
     optimizer's dynamics over k steps match those of a regulariser applied at every step

@@ -77,6 +77,11 @@ def check_config(config, spec: base.DataSpec) -> None:
     diffaugment.parse_policy(m.augment)
 
 
+def real_images(images: Array, side: int) -> Array:
+    """uint8 images [B, H, W, C] -> [B, side, side, C] in [-1, 1], padded with black."""
+    return to_model_space(pad_to(images, side), "symmetric")
+
+
 def networks(m, side: int, channels: int) -> tuple[Mapping, Synthesis, Discriminator]:
     return (Mapping(m.w_dim, m.mapping_layers, m.mapping_lr_mul),
             Synthesis(side, m.g_width, channels), Discriminator(m.d_width, m.mbstd_group))
@@ -85,7 +90,7 @@ def networks(m, side: int, channels: int) -> tuple[Mapping, Synthesis, Discrimin
 def make_family(config, spec: base.DataSpec) -> base.Family:
     check_config(config, spec)
     m = config.model
-    h, w, channels = spec.shape
+    height, width, channels = spec.shape
     side = side_of(m, spec)
     mapping, synthesis, critic = networks(m, side, channels)
     layers = num_ws(side)
@@ -100,7 +105,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def styles(g, rng: Array, n: int) -> tuple[Array, Array]:
         """Training styles ws [n, L, W], style-mixed, and the first latent's w [n, W]."""
-        z_rng, mix_rng, cross_rng, chance_rng = jax.random.split(rng, 4)
+        z_rng, cross_rng, chance_rng = jax.random.split(rng, 3)
         z = jax.random.normal(z_rng, (2, n, m.z_dim))
         w1 = mapping.apply(g["mapping"], z[0])
         if not m.style_mixing:
@@ -118,8 +123,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return critic.apply(d, diffaugment.diff_augment(rng, x, policy) if policy else x)
 
     def prepare(model_state, batch: base.Batch, rng: Array):
-        return {"image": pad_to(to_model_space(batch["image"], "symmetric"), side)}, \
-            model_state, {}
+        return {"image": real_images(batch["image"], side)}, model_state, {}
 
     def critic_terms(d, g, model_state, real: base.Batch, rng: Array, regularise: bool):
         z_rng, noise_rng, real_rng, fake_rng = jax.random.split(rng, 4)
@@ -177,7 +181,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
 
     def to_images(x: Array) -> Array:
         """Generator outputs -> images of the data's shape in [0, 1]."""
-        return to_unit(crop_to(x, h, w), "symmetric")
+        return to_unit(crop_to(x, height, width), "symmetric")
 
     def latents_to_ws(g, w_avg: Array, z: Array, psi: float | Array) -> Array:
         return jnp.repeat(truncate(mapping.apply(g["mapping"], z), w_avg, psi)[:, None],
