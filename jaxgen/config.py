@@ -17,7 +17,7 @@ STATE_DEFINING = ("model", "data.space", "data.name")
 # Model keys that set how a trained model samples, not what it learned: free to change later.
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
                  "temperature", "picture_temperature", "synthesis", "sample_size",
-                 "sample_residual")
+                 "sample_residual", "truncation_psi")
 # Model keys that say where an input run lives: its weights are in the checkpoint, so it may move.
 LOCATION_KEYS = ("first_stage",)
 

@@ -4,6 +4,7 @@ Log-densities are elementwise unless the name says otherwise; `sum_except_batch`
 per-example values. All values are in nats; `bits_per_dim` converts.
 """
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -141,6 +142,16 @@ def gradient_penalty(critic, real: Array, fake: Array, rng: Array) -> Array:
 def r1_penalty(critic, real: Array) -> Array:
     """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data; weighted by gamma / 2."""
     return jnp.mean(_input_grad_norms_sq(critic, real))
+
+
+def path_lengths(generate: Callable[[Array], Array], ws: Array, y: Array) -> Array:
+    """StyleGAN2's path lengths (Karras et al. 2020, eq. 4): per example [B], |J^T y| with J the
+    Jacobian of the image generate(ws)_i by its styles ws_i [L, W] and y [B, ...] shaped like
+    the images; as in the paper's code, the squared norm is summed over W and averaged over the
+    L layers' styles. One backward pass of sum(generate(ws) * y) is exact because a generator
+    treats examples independently."""
+    grads = jax.grad(lambda v: jnp.sum(generate(v) * y))(ws)
+    return jnp.sqrt(jnp.mean(jnp.sum(grads * grads, axis=-1), axis=1))
 
 
 def discretized_gaussian_log_prob(

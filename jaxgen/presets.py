@@ -140,12 +140,32 @@ def gan_cpu_schedule(c: ConfigDict, steps: int, batch: int, model: dict | None =
     (a decaying schedule is refitted to the run: D's over steps x n_critic updates), G's EMA
     with warmup, checkpoints every 500 steps and `evals` evals (the last at the end)."""
     c.model.update(model or {})
-    c.train.update(steps=steps, batch_size=batch * c.model.n_critic, log_every=100,
+    n_critic = c.model.get("n_critic", 1)
+    c.train.update(steps=steps, batch_size=batch * n_critic, log_every=100,
                    checkpoint_every=500, eval_every=steps // evals, sample_every=steps // evals)
     c.optim.ema_warmup = True
-    for optim, updates in ((c.optim, steps), (c.optim_d, steps * c.model.n_critic)):
+    for optim, updates in ((c.optim, steps), (c.optim_d, steps * n_critic)):
         if optim.schedule != "constant":
             optim.decay_steps = updates
+    return c
+
+
+def stylegan2_config(dataset: str, variant: str | None, *, steps: int | None = None,
+                     cpu: dict | None = None, **model) -> ConfigDict:
+    """What every StyleGAN2 config shares: the family's declared defaults (the paper's
+    settings; `steps` overrides their length), D's optimizer config.optim_d the same Adam as
+    G's (without an EMA). Variants: 'diffaug' (DiffAugment's colour, translation and cutout on
+    every image D sees), 'cpu' (the arguments of `gan_cpu_schedule`), 'smoke' (tiny nets:
+    widths 8, z and w of 8, 2 mapping layers)."""
+    c = family_config("stylegan2", dataset, **model)
+    c.train.steps = steps or c.train.steps
+    c.optim_d = ConfigDict({k: v for k, v in c.optim.items() if k != "ema_half_life"})
+    variants = {"diffaug": lambda c: c.model.update(augment="color,translation,cutout")}
+    if cpu is not None:
+        variants["cpu"] = lambda c: gan_cpu_schedule(c, **cpu)
+    pick_variant(c, variant, variants)
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(z_dim=8, w_dim=8, mapping_layers=2, g_width=8, d_width=8)
     return c
 
 

@@ -29,7 +29,8 @@ MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:
               "wgan_mnist.py:smoke", "dcgan_cifar10.py:smoke", "wgan_gp_cifar10.py:smoke",
               "ddpm_mnist.py:smoke", "ddpm_cifar10.py:smoke", "ddpm_cifar10_small.py:smoke",
               "pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:cond+smoke",
-              "pixelcnnpp_cifar10.py:smoke"]
+              "pixelcnnpp_cifar10.py:smoke", "stylegan2_mnist.py:smoke",
+              "stylegan2_cifar10.py:diffaug+smoke"]
 
 
 def slow(params: list) -> list:
@@ -122,6 +123,9 @@ def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
         return
     samples = os.listdir(os.path.join(workdir, "samples"))
     assert f"samples_{steps:06d}.png" in samples
+    if config.startswith("stylegan2"):  # the family's pictures
+        assert {f"{name}_{steps:06d}.png" for name in ("fixed", "truncation", "style_mixing",
+                                                        "noise")} <= set(samples)
     if "latent2" in config:
         assert {"manifold_000006.png", "latents_000006.png"} <= set(samples)
     if config.split("_")[0] in ("nice", "realnvp", "glow"):  # the loss terms apart, pictures

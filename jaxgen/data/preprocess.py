@@ -48,6 +48,20 @@ def to_unit(x: Array, space: str) -> Array:
     return jnp.clip(x, 0.0, 1.0)
 
 
+def pad_to(images: Array, side: int) -> Array:
+    """Images [B, H, W, C] zero-padded (black, for uint8) to [B, side, side, C], centred: MNIST's
+    28x28 as 32x32 for a model whose side is a power of two."""
+    h, w = images.shape[1:3]
+    return jnp.pad(images, ((0, 0), ((side - h) // 2, side - h - (side - h) // 2),
+                            ((side - w) // 2, side - w - (side - w) // 2), (0, 0)))
+
+
+def crop_to(images: Array, height: int, width: int) -> Array:
+    """The inverse of pad_to: the centred [B, height, width, C] of images [B, H, W, C]."""
+    top, left = (images.shape[1] - height) // 2, (images.shape[2] - width) // 2
+    return images[:, top:top + height, left:left + width]
+
+
 def _need(rng: Array | None, space: str) -> Array:
     if rng is None:
         raise ValueError(f"data space {space!r} is random and needs an rng")

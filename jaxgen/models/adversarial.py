@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from ml_collections import ConfigDict
 
 from jaxgen.models import base
 
@@ -59,6 +60,17 @@ class Game:
     clip: float = 0.0  # > 0: every critic weight clipped to [-clip, clip] after its update (WGAN)
 
 
+def lazy_optim(optim: ConfigDict, every: int) -> ConfigDict:
+    """A copy of config.optim `optim` for a player whose regulariser runs every k = `every` steps:
+    the learning rate times c = k / (k + 1) and Adam's b1 and b2 to the power c, so that the
+    optimizer's dynamics over k steps match those of a regulariser applied at every step
+    (Karras et al. 2020, appendix B). Unchanged for k = 1."""
+    c = every / (every + 1.0) if every > 1 else 1.0
+    optim = optim.copy_and_resolve_references()
+    optim.update(learning_rate=optim.learning_rate * c, b1=optim.b1**c, b2=optim.b2**c)
+    return optim
+
+
 def init_state(g: Any, d: Any, opt_g: optax.GradientTransformation,
                opt_d: optax.GradientTransformation, ema: bool, model_state: Any = None
                ) -> base.TrainState:
@@ -69,7 +81,10 @@ def init_state(g: Any, d: Any, opt_g: optax.GradientTransformation,
 
 def _update(terms_fn: TermsFn, every: int, step: Array, own: Any, other: Any, model_state: Any,
             batch: base.Batch, rng: Array):
-    """Gradients of loss (+ every x penalty on the steps the penalty is due) for `own`."""
+    """Gradients of loss (+ every x penalty on the steps the penalty is due) for `own`. With
+    every > 1 they run inside lax.cond, where XLA's CPU backend computes a plain convolution's
+    kernel gradient ~75x slower: nets regularised lazily convolve with
+    jaxgen.nn.conv.canonical_conv."""
     def grads(regularise: bool):
         def objective(p):
             t = terms_fn(p, other, model_state, batch, rng, regularise)

@@ -10,8 +10,16 @@ Two shapes of convolution are slow on XLA's CPU backend (experiments/README.md):
   stride-1 convolutions of the undilated input by sub-kernels, one per output phase,
   interleaved; those and their gradients run at ordinary convolution speed.
 Everything else, and every other backend, is `lax.conv_general_dilated` unchanged.
+
+XLA's CPU backend also lays a convolution's gradients out for its fast path only in a program's
+entry computation: inside `lax.cond` (the adversarial core's lazy regularisers) the kernel
+gradient of a 3x3 convolution ran 75x slower than outside it, its input gradient 3x.
+`canonical_conv` is a convolution whose gradients, to any order, are again convolutions in that
+layout (reverse mode only); `strided_conv` and `transposed_conv` build strided and transposed
+convolutions from it.
 """
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import flax.linen as nn
 import jax
@@ -34,10 +42,15 @@ def _phase(n: int, k: int, s: int, pads: tuple[int, int], r: int, out: int):
     return taps, (lo, out + len(taps) - 1 - n - lo)
 
 
+def _valid_conv(x: Array, kernel: Array) -> Array:
+    return lax.conv_general_dilated(x, kernel, (1, 1), "VALID", dimension_numbers=NHWC)
+
+
 def dilated_input_conv(x: Array, kernel: Array, strides: Sequence[int],
-                       pads: Sequence[tuple[int, int]]) -> Array:
+                       pads: Sequence[tuple[int, int]],
+                       conv: Callable[[Array, Array], Array] = _valid_conv) -> Array:
     """`lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=strides)` for NHWC x HWIO
-    (a transposed convolution), computed phase by phase as stride-1 convolutions."""
+    (a transposed convolution), computed phase by phase as stride-1 VALID convolutions `conv`."""
     (n_h, n_w), (k_h, k_w), (s_h, s_w) = x.shape[1:3], kernel.shape[:2], strides
     size = [(n - 1) * s + 1 + p[0] + p[1] - k + 1
             for n, s, p, k in zip((n_h, n_w), strides, pads, (k_h, k_w))]
@@ -54,12 +67,74 @@ def dilated_input_conv(x: Array, kernel: Array, strides: Sequence[int],
             xp = lax.pad(x, jnp.zeros((), x.dtype),
                          ((0, 0, 0), (*ph[1], 0), (*pw[1], 0), (0, 0, 0)))
             sub = kernel[jnp.array(ph[0])][:, jnp.array(pw[0])]
-            row.append(lax.conv_general_dilated(xp, sub, (1, 1), "VALID",
-                                                dimension_numbers=NHWC))
+            row.append(conv(xp, sub))
         phases.append(jnp.stack(row, axis=3))  # [B, out_h, out_w, s_w, O]
     y = jnp.stack(phases, axis=2)  # [B, out_h, s_h, out_w, s_w, O]
     y = y.reshape(x.shape[0], out[0] * s_h, out[1] * s_w, kernel.shape[-1])
     return y[:, :size[0], :size[1]]
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _canonical(x: Array, kernel: Array, pads: tuple[tuple[int, int], ...]) -> Array:
+    return lax.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=NHWC)
+
+
+def _canonical_fwd(x, kernel, pads):
+    return _canonical(x, kernel, pads), (x, kernel)
+
+
+def _canonical_bwd(pads, residuals, dy):
+    x, kernel = residuals
+    kh, kw = kernel.shape[:2]
+    # dx: dy convolved with the kernel flipped, its in and out swapped.
+    flipped = jnp.transpose(kernel[::-1, ::-1], (0, 1, 3, 2))
+    dx = _canonical(dy, flipped, ((kh - 1 - pads[0][0], kh - 1 - pads[0][1]),
+                                  (kw - 1 - pads[1][0], kw - 1 - pads[1][1])))
+    # dkernel: the input, its channels as the batch and the batch as channels, convolved with
+    # dy as a kernel [H', W', B, O] -> [I, kh, kw, O].
+    dk = _canonical(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(dy, (1, 2, 0, 3)), pads)
+    return dx, jnp.transpose(dk, (1, 2, 0, 3))
+
+
+_canonical.defvjp(_canonical_fwd, _canonical_bwd)
+
+
+def canonical_conv(x: Array, kernel: Array, pads: Sequence[tuple[int, int]]) -> Array:
+    """A stride-1 convolution, NHWC x HWIO, padded by `pads` ((low, high) per image axis). On CPU,
+    its gradients are computed as such convolutions too (see above: fast inside lax.cond as
+    well), which leaves it without forward-mode derivatives there."""
+    pads = tuple((int(lo), int(hi)) for lo, hi in pads)
+    if jax.default_backend() != "cpu":
+        return lax.conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=NHWC)
+    return _canonical(x, kernel, pads)
+
+
+def strided_conv(x: Array, kernel: Array, stride: int) -> Array:
+    """A VALID convolution of stride `stride`, NHWC x HWIO; on CPU, the sum over input phases
+    (rows and columns a mod stride) of `canonical_conv`s by the kernel taps that meet them."""
+    if jax.default_backend() != "cpu":
+        return lax.conv_general_dilated(x, kernel, (stride, stride), "VALID",
+                                        dimension_numbers=NHWC)
+    k, n = kernel.shape[:2], x.shape[1:3]
+    out = [(size - taps) // stride + 1 for size, taps in zip(n, k)]
+    y = 0.0
+    for a in range(min(stride, k[0])):
+        for b in range(min(stride, k[1])):
+            part = canonical_conv(x[:, a::stride, b::stride], kernel[a::stride, b::stride],
+                                  ((0, 0), (0, 0)))
+            y = y + part[:, :out[0], :out[1]]
+    return y
+
+
+def transposed_conv(x: Array, kernel: Array, stride: int,
+                    pads: Sequence[tuple[int, int]]) -> Array:
+    """`lax.conv_general_dilated(x, kernel, (1, 1), pads, lhs_dilation=(stride, stride))`,
+    NHWC x HWIO; on CPU, `dilated_input_conv` of `canonical_conv`s."""
+    if jax.default_backend() != "cpu":
+        return lax.conv_general_dilated(x, kernel, (1, 1), pads, (stride, stride),
+                                        dimension_numbers=NHWC)
+    return dilated_input_conv(x, kernel, (stride, stride), pads,
+                              lambda v, k: canonical_conv(v, k, ((0, 0), (0, 0))))
 
 
 def conv_general_dilated(lhs: Array, rhs: Array, window_strides, padding, lhs_dilation=None,
