@@ -2,8 +2,8 @@
 decoder: two 4x4 stride-2 convs, two residual blocks (ReLU, 3x3, ReLU, 1x1), 256 units, here
 an 8x8 map of codes from K = 512 codes of D = 64; the decoder upsamples by nearest neighbour and
 3x3 convs (see jaxgen.nn.vq). The second stage: configs/vqvae_cifar10_prior.py.
-Variants: cpu (2,000 steps x 64, about 40 minutes of one core; one eval at the end),
-smoke. Figures reached: experiments/README.md.
+Variants: cpu (2,000 steps x 64, 35 minutes of one core: test MSE 0.00443, PSNR 24.06 dB,
+380 of 512 codes in use; one eval at the end), smoke. Figures reached: experiments/README.md.
 """
 from jaxgen.presets import vqvae_config
 
