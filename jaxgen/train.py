@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxgen import (checkpoint, config as config_lib, evaluation, models, runs, sharding, viz,
                     writers)
-from jaxgen.data import pipeline, sources
+from jaxgen.data import pipeline, sources, tasks
 from jaxgen.errors import Interrupted, UserError
 from jaxgen.models.base import Family, TrainState
 
@@ -39,8 +39,9 @@ class Experiment:
         sharding.check_batch_size(config.eval.batch_size, self.mesh, "eval.batch_size")
         d = config.data
         cache = d.cache_dir or None
-        self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, cache)
-        self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, cache)
+        self.train_data, self.test_data = (
+            tasks.apply_task(d.task, sources.load_images(d.name, split, d.data_dir, cache), split,
+                             d.name) for split in (d.train_split, d.eval_split))
         pipeline.check_batch_size(self.train_data, config.train.batch_size, jax.process_count())
         self.spec = runs.spec_of(self.train_data)
         self.family: Family = models.make(config, self.spec, runs.resolve_inputs(config))
