@@ -12,7 +12,9 @@ condition with dropout as its noise; D a PatchGAN scoring (condition, image) pai
 The L1 term is computed on [-1, 1] images (the paper's lambda 100 is for those) and logged as
 `l1` in [0, 1] units, as eval reports it, beside the cGAN term `g_gan`. gan_weight 0 is the
 paper's L1-alone baseline. Eval on the test pairs, per image in [0, 1]: l1, mse, psnr (dB),
-ssim. The picture 'translations' shows rows of conditions, outputs and targets.
+ssim; with eval.feature_workdir, the sample metrics of the outputs for the test conditions
+(Family.translate), and the classifier's accuracy on them (cond_accuracy). The picture
+'translations' shows rows of conditions, outputs and targets.
 """
 import jax
 import jax.numpy as jnp
@@ -132,4 +134,4 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         return {"translations": viz.grid(rows.reshape((-1,) + fake.shape[1:]), ncol=cols)}
 
     train_step = adversarial.train_step_of(game, opt_g, opt_d, config.optim)
-    return base.Family(init, train_step, eval_step, None, pictures)
+    return base.Family(init, train_step, eval_step, None, pictures, translate=outputs)
