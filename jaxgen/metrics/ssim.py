@@ -4,7 +4,8 @@ Per channel and per 11x11 window (Gaussian weights, sigma 1.5, only windows that
 paper's code): luminance, contrast and structure compared through the local means mu, variances
 sigma^2 and covariance sigma_xy,
 
-    SSIM = (2 mu_x mu_y + C1) (2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1) (sigma_x^2 + sigma_y^2 + C2))
+    SSIM = (2 mu_x mu_y + C1) (2 sigma_xy + C2)
+           / ((mu_x^2 + mu_y^2 + C1) (sigma_x^2 + sigma_y^2 + C2))
 
 with C1 = (0.01 L)^2, C2 = (0.03 L)^2 for data range L; the image's SSIM is the mean over windows
 and channels. Images smaller than the window use a window of their smaller side.
@@ -38,5 +39,6 @@ def ssim(x: Array, y: Array, data_range: float = 1.0, window: int = 11,
     var_x = _local_mean(x * x, w) - mu_x**2
     var_y = _local_mean(y * y, w) - mu_y**2
     cov = _local_mean(x * y, w) - mu_x * mu_y
-    s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    s = (2 * mu_x * mu_y + c1) * (2 * cov + c2) / (
+        (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return jnp.mean(s, axis=(1, 2, 3))
