@@ -10,7 +10,9 @@ edges (data.task edges: Sobel edge maps), l1 (the L1 term alone), cpu (32 channe
 256, 7,000 steps of 32 = 4.5 epochs: about 75 minutes at the 51 img/s of
 `experiments/bench.py configs/pix2pix_cifar10.py:cpu --steps 3` on a core shared with another
 training), smoke (widths 8, 6 steps).
-Figures: not yet measured.
+Figures: cpu, colorize, stopped at 1,500 steps (about one epoch, 24 min of a shared core): test
+L1 0.0523, PSNR 23.73 dB, SSIM 0.909, below the gray input itself (0.0500, 25.05 dB, 0.935);
+coloured, plausible outputs (experiments/README.md). The full cpu runs are not yet measured.
 """
 from jaxgen.presets import pix2pix_config
 

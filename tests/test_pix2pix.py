@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxgen import models, presets
+from jaxgen import config as config_lib, models, presets
 from jaxgen.data import pipeline, sources, tasks
 from jaxgen.errors import UserError
 from jaxgen.metrics import ssim
@@ -146,3 +146,13 @@ def test_ssim_equals_its_definition_window_by_window():
                           / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
     np.testing.assert_allclose(jax.jit(ssim)(jnp.asarray(x), jnp.asarray(y)), [np.mean(values)],
                                rtol=1e-4)
+
+
+def test_a_resume_with_another_task_is_refused_and_a_config_saved_before_data_task_is_not():
+    saved = presets.pix2pix_config("cifar10", "colorize", "smoke")
+    now = presets.pix2pix_config("cifar10", "inpaint", "smoke")
+    with pytest.raises(UserError, match="data.task differs: data.task saved 'colorize', now "
+                                        "'inpaint'"):
+        config_lib.check_resumable(config_lib.to_json(saved), now, "w")
+    del saved.data["task"]  # as written before the key existed
+    config_lib.check_resumable(config_lib.to_json(saved), now, "w")
