@@ -17,7 +17,7 @@ from jaxgen.nn.pix2pix import PatchGAN, UNet, patch_grid, patch_receptive_field
 
 
 def test_patchgan_scores_each_patch_from_its_receptive_field_alone():
-    side, layers = 40, 1
+    side, layers = 24, 1
     cond, image = jnp.ones((2, side, side, 1)), jax.random.normal(jax.random.key(0),
                                                                    (2, side, side, 3))
     net = PatchGAN(4, layers)
@@ -36,22 +36,22 @@ def test_patchgan_scores_each_patch_from_its_receptive_field_alone():
 
 
 def test_unet_passes_a_one_pixel_impulse_to_the_same_place_through_its_skips():
-    """Three levels down to 2x2 and back, with the output layer's reading of the decoder
+    """Two levels down to 2x2 and back, with the output layer's reading of the decoder
     silenced: what is left of the output comes through the outermost skip, so an impulse at
     one input pixel reaches the output there and only within a conv's reach of it."""
-    net = UNet(4, 3, 1)
-    x = jax.random.normal(jax.random.key(0), (4, 16, 16, 2))
+    net = UNet(4, 2, 1)
+    x = jax.random.normal(jax.random.key(0), (2, 8, 8, 2))
     params = jax.jit(net.init)({"params": jax.random.key(1), "dropout": jax.random.key(2)}, x)
-    last = params["params"]["ConvTranspose_2"]  # reads [decoder (4 channels), skip (4)]
+    last = params["params"]["ConvTranspose_1"]  # reads [decoder (4 channels), skip (4)]
     last["kernel"] = last["kernel"].at[:, :, :4].set(0.0)
     out = lambda v: net.apply(params, v, rngs={"dropout": jax.random.key(3)})
-    impulse = jnp.zeros_like(x).at[0, 9, 6, 0].set(1.0)
+    impulse = jnp.zeros_like(x).at[0, 4, 3, 0].set(1.0)
     y, response = jax.jit(lambda v, t: jax.jvp(out, (v,), (t,)))(x, impulse)
-    chex.assert_shape(y, (4, 16, 16, 1))
+    chex.assert_shape(y, (2, 8, 8, 1))
     response = np.abs(np.asarray(response[..., 0]))
-    assert response[0, 9, 6] > 0
+    assert response[0, 4, 3] > 0
     near = np.zeros_like(response, bool)
-    near[0, 6:13, 3:10] = True  # a 4x4 stride-2 conv and its transpose reach 3 pixels
+    near[0, 1:8, 0:7] = True  # a 4x4 stride-2 conv and its transpose reach 3 pixels
     assert not response[~near].any()
 
 
@@ -70,9 +70,6 @@ def test_the_l1_and_cgan_terms_are_logged_apart_and_weighted_in_g_loss():
     assert 0 < metrics["l1"] < 1 and metrics["g_gan"] > 0
     np.testing.assert_allclose(metrics["g_loss"], metrics["g_gan"] + 100 * 2 * metrics["l1"],
                                rtol=1e-5)
-    per_example = jax.jit(family.eval_step)(state, batch, jax.random.key(2))
-    assert {"l1", "psnr", "ssim"} <= set(per_example)
-    chex.assert_shape(list(per_example.values()), (4,))
 
 
 def test_inpaint_keeps_the_known_pixels_exact_and_the_mask_in_the_batch():
