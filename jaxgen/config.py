@@ -13,7 +13,7 @@ ConfigDict = ml_collections.ConfigDict
 
 # The parts of a config that fix the shapes of a checkpoint, or what its arrays mean: a resume
 # must agree on the keys both configs have (check_resumable).
-STATE_DEFINING = ("model", "data.space", "data.name")
+STATE_DEFINING = ("model", "data.space", "data.name", "data.task")
 # Model keys that set how a trained model samples, not what it learned: free to change later.
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance_scale", "clip_denoised",
                  "temperature", "picture_temperature", "synthesis", "sample_size",
@@ -167,6 +167,8 @@ def check_resumable(saved_json: str, config: ConfigDict, workdir: str) -> None:
     current = json.loads(to_json(config))
     for key in STATE_DEFINING:
         before, now = _state_part(saved, key), _state_part(current, key)
+        if before == {} or now == {}:  # a key one of them lacks (data.task, before it existed)
+            continue
         if isinstance(before, dict) and isinstance(now, dict):
             both = before.keys() & now.keys()
             before, now = ({k: v for k, v in part.items() if k in both} for part in (before, now))
@@ -230,6 +232,7 @@ def base_config() -> ConfigDict:
         train_split="train",
         eval_split="test",
         space="unit",  # model space: unit, symmetric, binarize, threshold, dequantize
+        task="",  # paired images for translation (jaxgen.data.tasks): colorize, inpaint, ...
     ))
     c.model = ConfigDict()
     c.optim = ConfigDict(dict(

@@ -7,9 +7,10 @@ from typing import NoReturn
 from jaxgen import allocator, config as config_lib
 from jaxgen.errors import Interrupted, UserError
 
-DESCRIPTION = """Train, evaluate or sample a jaxgen model. Running the same command again resumes
-from the workdir's latest checkpoint. Override any config value with --config.KEY=VALUE, e.g.
---config.train.steps=100 --config.optim.learning_rate=3e-4."""
+DESCRIPTION = """Train, evaluate or sample a jaxgen model, or translate a folder of images with a
+trained pix2pix run. Running the same command again resumes from the workdir's latest
+checkpoint. Override any config value with --config.KEY=VALUE, e.g. --config.train.steps=100
+--config.optim.learning_rate=3e-4."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,12 +20,14 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message}; see python -m jaxgen.main --help")
 
 
-def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, str, str]:
-    """argv -> (config with overrides applied, workdir, mode)."""
+def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, argparse.Namespace]:
+    """argv -> (config with overrides applied, the flags: workdir, mode, input, output)."""
     parser = _Parser(prog="python -m jaxgen.main", description=DESCRIPTION)
     parser.add_argument("--config", required=True, help="configs/NAME.py[:variant]")
     parser.add_argument("--workdir", required=True, help="run directory (resumed if it exists)")
-    parser.add_argument("--mode", default="train", choices=("train", "eval", "sample"))
+    parser.add_argument("--mode", default="train", choices=("train", "eval", "sample", "translate"))
+    parser.add_argument("--input", default="", help="--mode translate: a folder of images")
+    parser.add_argument("--output", default="", help="--mode translate: where outputs go")
     args, rest = parser.parse_known_args(argv)
     config = config_lib.load(args.config)
     for item in rest:
@@ -34,7 +37,7 @@ def parse(argv: list[str]) -> tuple[config_lib.ConfigDict, str, str]:
                             f"--config.train.steps=100")
         config_lib.override(config, key[len("--config."):], value)
     config_lib.check_values(config)
-    return config, args.workdir, args.mode
+    return config, args
 
 
 def use_compilation_cache() -> None:
@@ -51,11 +54,11 @@ def use_compilation_cache() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status. User errors print one line, no traceback."""
     try:
-        config, workdir, mode = parse(sys.argv[1:] if argv is None else argv)
+        config, args = parse(sys.argv[1:] if argv is None else argv)
         from jaxgen import train  # imported late so --help and config errors stay fast
 
         use_compilation_cache()
-        train.run(config, workdir, mode)
+        train.run(config, args.workdir, args.mode, args.input, args.output)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -169,6 +169,24 @@ def stylegan2_config(dataset: str, variant: str | None, *, steps: int | None = N
     return c
 
 
+def pix2pix_config(dataset: str, task: str, variant: str | None, variants: dict | None = None,
+                   *, cpu: dict | None = None, **model) -> ConfigDict:
+    """What every pix2pix config shares: the family's declared defaults (the paper's game and
+    Adam 2e-4, b1 0.5, for both players) on data.task `task` of `dataset`; `model` overrides.
+    Variants: `variants` (other tasks), 'l1' (the L1 term alone, the paper's baseline), 'cpu'
+    (the arguments of `gan_cpu_schedule`), 'smoke' (widths 8)."""
+    c = family_config("pix2pix", dataset, **model)
+    c.data.task = task
+    c.optim_d = ConfigDict(c.optim.to_dict())
+    variants = dict(variants or {}, l1=lambda c: c.model.update(gan_weight=0.0))
+    if cpu is not None:
+        variants["cpu"] = lambda c: gan_cpu_schedule(c, **cpu)
+    pick_variant(c, variant, variants)
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(g_width=8, d_width=8)
+    return c
+
+
 def ddpm_config(dataset: str, variant: str | None, *, guidance: float, optim: dict,
                 train: dict, cpu: dict | None = None, **model) -> ConfigDict:
     """What every diffusion config shares (defaults: the DDPM CIFAR-10 model); `model`, `optim`

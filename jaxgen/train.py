@@ -11,7 +11,7 @@ import numpy as np
 
 from jaxgen import (checkpoint, config as config_lib, evaluation, models, runs, sharding, viz,
                     writers)
-from jaxgen.data import pipeline, sources
+from jaxgen.data import pipeline, sources, tasks
 from jaxgen.errors import Interrupted, UserError
 from jaxgen.models.base import Family, TrainState
 
@@ -39,15 +39,16 @@ class Experiment:
         sharding.check_batch_size(config.eval.batch_size, self.mesh, "eval.batch_size")
         d = config.data
         cache = d.cache_dir or None
-        self.train_data = sources.load_images(d.name, d.train_split, d.data_dir, cache)
-        self.test_data = sources.load_images(d.name, d.eval_split, d.data_dir, cache)
+        self.train_data, self.test_data = (
+            tasks.apply_task(d.task, sources.load_images(d.name, split, d.data_dir, cache), split,
+                             d.name) for split in (d.train_split, d.eval_split))
         pipeline.check_batch_size(self.train_data, config.train.batch_size, jax.process_count())
         self.spec = runs.spec_of(self.train_data)
         self.family: Family = models.make(config, self.spec, runs.resolve_inputs(config))
         self._feature_net: evaluation.FeatureNet | None = None  # loaded at the first use ...
         if config.eval.feature_workdir:  # ... and refused now, not at the first eval
             evaluation.check_feature_net(config.eval.feature_workdir, self.spec.shape)
-            if self.family.sample is None:
+            if self.family.sample is None and self.family.translate is None:
                 raise UserError(f"model.family {config.model.family!r} generates no samples for "
                                 f"eval.feature_workdir to measure; set "
                                 f"--config.eval.feature_workdir=''")
@@ -70,6 +71,8 @@ class Experiment:
         self.eval_fn = jax.jit(self._eval_sums, out_shardings=repl)
         self.sample_fn = None if self.family.sample is None else jax.jit(
             self.family.sample, out_shardings=data_sh)
+        self.translate_fn = None if self.family.translate is None else jax.jit(
+            self.family.translate, out_shardings=data_sh)
         self.finite_fn = jax.jit(_finite)
         self.ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                             config.train.keep_checkpoints)
@@ -293,7 +296,8 @@ class Experiment:
                 self._feature_net = evaluation.load_feature_net(cfg.feature_workdir)
             metrics.update(evaluation.sample_metrics(
                 self.config, self._feature_net, lambda n: self.generate(state, n),
-                self.family.conditional, self.train_data, self.test_data))
+                self.family.conditional or self.translate_fn is not None, self.train_data,
+                self.test_data))
         if self.is_main:
             os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
             with open(os.path.join(self.workdir, "eval", f"{step}.json"), "w") as f:
@@ -322,7 +326,14 @@ class Experiment:
     def generate(self, state: TrainState, n: int) -> tuple[np.ndarray, np.ndarray]:
         """n samples as floats in [0, 1] and their labels (for a conditional family, the classes
         asked for: equally many of each, in order), drawn in sharded chunks of eval.batch_size;
-        with more than one chunk, each logs the progress and the time per image."""
+        with more than one chunk, each logs the progress and the time per image. A translating
+        family's are its outputs for the first n conditions of the eval split (at most all),
+        labelled as their targets."""
+        if self.translate_fn is not None:
+            images = self.translations(state, self.test_data, n)
+            labels = self.test_data.labels
+            return images, (np.zeros(len(images), np.int32) if labels is None
+                            else labels[:len(images)])
         if self.sample_fn is None:
             raise UserError(f"model.family {self.config.model.family!r} generates no samples; "
                             f"use --mode train or eval, and no eval.feature_workdir")
@@ -345,6 +356,44 @@ class Experiment:
                      f"{sum(steady) / (len(steady) * chunk):.3g} s per image"
                      f"{'' if i else ' (with compile)'}")
         return np.concatenate(parts)[:n], labels
+
+    def translations(self, state: TrainState, data: sources.ImageData, n: int) -> np.ndarray:
+        """The family's translations of the first n conditions of `data`, in [0, 1]."""
+        batches = pipeline.eval_batches(data, self.config.eval.batch_size, n,
+                                        jax.process_index(), jax.process_count())
+        parts = [jax.device_get(self.translate_fn(state, sharding.to_global(batch, self.mesh),
+                                                  jax.random.fold_in(self.rng_sample, i)))
+                 for i, batch in enumerate(batches)]
+        return np.concatenate(parts)[:min(n, len(data.images))]
+
+    def translate_folder(self, state: TrainState, input_dir: str, output_dir: str) -> None:
+        """Writes the family's output for each image under input_dir (an image like the
+        training images, from which data.task makes the condition, as in training) to
+        output_dir as a PNG of the same relative path."""
+        if self.translate_fn is None:
+            raise UserError(f"model.family {self.config.model.family!r} translates no images; "
+                            f"--mode translate needs a pix2pix run")
+        paths, images = sources.read_folder(input_dir, f"--input {input_dir!r}")
+        channels = self.spec.shape[-1]
+        if images.shape[-1] != channels:  # gray inputs for a colour model, or the other way
+            images = np.repeat(images, channels, -1) if images.shape[-1] == 1 else \
+                np.round(tasks.gray(images) * 255.0).astype(np.uint8)[..., None]
+        data = tasks.apply_task(self.config.data.task, sources.ImageData(images, None, 0),
+                                "translate", input_dir)
+        if "condition" not in data.extras:
+            raise UserError("--mode translate makes each image's condition by data.task, and "
+                            "this run has none: it was trained on conditions its source gave")
+        if data.images.shape[1:] != self.spec.shape:
+            h, w = self.spec.shape[:2]
+            raise UserError(f"the images in {input_dir} are {data.images.shape[2]}x"
+                            f"{data.images.shape[1]} and this run translates {w}x{h} images: "
+                            f"resize them")
+        outputs = viz.to_uint8(self.translations(state, data, len(images)))
+        if self.is_main:
+            for path, image in zip(paths, outputs):
+                name = os.path.splitext(os.path.relpath(path, input_dir))[0] + ".png"
+                viz.save_image(image, os.path.join(output_dir, name))
+        _log(f"translated {len(paths)} images from {input_dir} into {output_dir}")
 
     def write_samples(self, state: TrainState, n: int = 0) -> np.ndarray:
         """Draws n (default eval.sample_grid) samples; saves a grid of the first sample_grid,
@@ -384,10 +433,14 @@ def _check_writable(workdir: str, mode: str) -> None:
                         f"--workdir (a copy of the run, to resume or read it)")
 
 
-def run(config, workdir: str, mode: str) -> None:
-    """Runs `mode` (train, eval or sample) of `config` in `workdir`."""
-    if mode not in ("train", "eval", "sample"):
-        raise UserError(f"unknown --mode {mode!r}; use train, eval or sample")
+def run(config, workdir: str, mode: str, input_dir: str = "", output_dir: str = "") -> None:
+    """Runs `mode` (train, eval, sample, or translate from input_dir to output_dir) of `config`
+    in `workdir`."""
+    if mode not in ("train", "eval", "sample", "translate"):
+        raise UserError(f"unknown --mode {mode!r}; use train, eval, sample or translate")
+    if (mode == "translate") != bool(input_dir and output_dir) or \
+            (mode != "translate" and (input_dir or output_dir)):
+        raise UserError("--input DIR and --output DIR go together, with --mode translate only")
     _check_writable(workdir, mode)
     checkpoints = os.path.join(workdir, "checkpoints")
     if mode != "train" and not (os.path.isdir(checkpoints) and os.listdir(checkpoints)):
@@ -401,6 +454,8 @@ def run(config, workdir: str, mode: str) -> None:
         state = exp.finalize(exp.restore(required=True)[0])
         if mode == "eval":
             exp.evaluate(state)
+        elif mode == "translate":
+            exp.translate_folder(state, input_dir, output_dir)
         else:
             images = exp.write_samples(state, config.eval.num_samples)
             path = os.path.join(workdir, "samples", f"samples_{int(state.step):06d}.npz")

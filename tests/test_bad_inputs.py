@@ -145,6 +145,7 @@ def _set_aside_before(tmp: Path) -> None:
 IMAGES = _gray(50)
 NPZ = "--config.data.name=npz:{tmp}/data.npz"
 FOLDER = "--config.data.name=folder:{tmp}/images"
+DIGITS = "--config.data.name=digits"
 RESTORE_FAILS = ("(the checkpoint is left untouched). Since the run was made, the config "
                  "changed in ")
 
@@ -274,6 +275,22 @@ CASES = [
          "return dict()['widht'])", prepare=_write_config("def get_config(variant=None):\n"
                                                      "    # a typo in the user's own code\n"
                                                      "    return dict()['widht']\n")),
+    Case(84, (FOLDER, "--config.data.task=paired"),
+         "the images of 'folder:{tmp}/images' are 9 pixels wide: crop or pad them to an even",
+         config="pix2pix_mnist.py:smoke", prepare=_folder(((8, 9),) * 20)),
+    Case(85, (DIGITS, "--config.data.task="), "pix2pix translates a condition image into the "
+         "image, and this data has none: set --config.data.task", config="pix2pix_mnist.py:smoke"),
+    Case(86, (DIGITS,), "data.task colorize turns colour images gray, and 'digits' images have 1",
+         config="pix2pix_cifar10.py:smoke"),
+    Case(87, (DIGITS, "--config.data.task=sketch"), "unknown data.task 'sketch'; use one of",
+         config="pix2pix_mnist.py:smoke"),
+    Case(88, (DIGITS, "--config.model.depth=4"), "the images are 8x8 and model.depth is 4",
+         config="pix2pix_mnist.py:smoke"),
+    Case(89, ("--mode", "translate", "--input", "{tmp}"),
+         "--input DIR and --output DIR go together, with --mode translate only"),
+    Case(90, ("--mode", "translate", "--input", "{tmp}", "--output", "{tmp}/out"),
+         "model.family 'vae' translates no images; --mode translate needs a pix2pix run",
+         trained=True),
 ]
 
 

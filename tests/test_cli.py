@@ -7,8 +7,9 @@ import subprocess
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from jaxgen import checkpoint, config as config_lib, runs, train
+from jaxgen import checkpoint, config as config_lib, runs, train, viz
 from jaxgen.errors import UserError
 from jaxgen.main import main
 
@@ -18,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["vae_digits.py:smoke", "gaussian_mnist.py:pca50+smoke", "gmm_mnist.py:smoke",
          "texture.py:smoke", "autoencoder_mnist.py:smoke", "classifier_mnist.py:smoke",
          "realnvp_mnist.py:cpu+smoke", "dcgan_mnist.py:smoke", "ddpm_mnist.py:cpu+cond+smoke",
-         "gated_pixelcnn_mnist.py:cpu+smoke"]
+         "gated_pixelcnn_mnist.py:cpu+smoke", "pix2pix_mnist.py:inpaint+smoke"]
 MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:conv+smoke",
               "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke", "gaussian_mnist.py:fa50+smoke",
               "gaussian_cifar10.py:smoke", "gmm_mnist.py:pca50+diag+smoke",
@@ -30,7 +31,8 @@ MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:
               "ddpm_mnist.py:smoke", "ddpm_cifar10.py:smoke", "ddpm_cifar10_small.py:smoke",
               "pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:cond+smoke",
               "pixelcnnpp_cifar10.py:smoke", "stylegan2_mnist.py:smoke",
-              "stylegan2_cifar10.py:diffaug+smoke"]
+              "stylegan2_cifar10.py:diffaug+smoke", "pix2pix_mnist.py:smoke",
+              "pix2pix_cifar10.py:smoke", "pix2pix_cifar10.py:edges+smoke"]
 
 
 def slow(params: list) -> list:
@@ -61,6 +63,8 @@ def test_smoke_config_trains_end_to_end(config, tmp_path, capsys):
     code, err = run(capsys, "--config", cfg(config), "--workdir", workdir, *longer)
     assert code == 0, err
     check_smoke_run(config, workdir, CPU_STEPS if longer else 6)
+    if config.startswith("pix2pix"):
+        check_translate(capsys, config, workdir)
     if longer:
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             losses = [r["loss"] for r in map(json.loads, f) if r.get("split") == "train"]
@@ -122,6 +126,10 @@ def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
         assert not os.path.exists(os.path.join(workdir, "samples"))
         return
     samples = os.listdir(os.path.join(workdir, "samples"))
+    if config.startswith("pix2pix"):  # it translates test pairs and samples nothing
+        assert samples == [f"translations_{steps:06d}.png"]
+        assert {"l1", "psnr", "ssim"} <= set(metrics)
+        return
     assert f"samples_{steps:06d}.png" in samples
     if config.startswith("stylegan2"):  # the family's pictures
         assert {f"{name}_{steps:06d}.png" for name in ("fixed", "truncation", "style_mixing",
@@ -133,6 +141,21 @@ def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
         with open(os.path.join(workdir, "metrics.jsonl")) as f:
             for line in f:
                 assert {"nll_bpd", "log_prior", "log_det"} <= set(json.loads(line)), line
+
+
+def check_translate(capsys, config: str, workdir: str) -> None:
+    """--mode translate writes an output of the model's shape for each image of a folder."""
+    shape = runs.read_spec(workdir, None).shape
+    images = np.random.default_rng(0).integers(0, 256, (2,) + shape[:2], dtype=np.uint8)
+    os.makedirs(os.path.join(workdir, "in", "sub"))
+    for name, image in zip(("a.png", os.path.join("sub", "b.png")), images):
+        viz.save_image(image, os.path.join(workdir, "in", name))
+    out = os.path.join(workdir, "out")
+    code, err = run(capsys, "--config", cfg(config), "--workdir", workdir, "--mode", "translate",
+                    "--input", os.path.join(workdir, "in"), "--output", out)
+    assert code == 0, err
+    for name in ("a.png", os.path.join("sub", "b.png")):
+        assert np.asarray(Image.open(os.path.join(out, name))).shape[:2] == shape[:2]
 
 
 def test_texture_samples_any_size_and_synthesis_from_a_trained_workdir(tmp_path, capsys):

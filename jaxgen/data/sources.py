@@ -116,10 +116,11 @@ def _load_image(path: str, split: str) -> ImageData:
     return ImageData(image.reshape((1,) + image.shape[:2] + (-1,)), None, 0)
 
 
-def _load_folder(root: str, split: str) -> ImageData:
-    what = f"folder source {root!r}"
+def read_folder(root: str, what: str) -> tuple[list[str], np.ndarray]:
+    """The paths of every image file under `root`, sorted, and the images, uint8 [N, H, W, C]
+    (gray ones as RGB where the folder mixes both); UserErrors name `what`."""
     if not os.path.isdir(root):
-        raise UserError(f"{what}: no such directory; give 'folder:' an existing directory of images")
+        raise UserError(f"{what}: no such directory; give an existing directory of images")
     paths = sorted(
         os.path.join(dirpath, f)
         for dirpath, _, files in os.walk(root)
@@ -140,9 +141,12 @@ def _load_folder(root: str, split: str) -> ImageData:
         # Mixed folder: gray images become RGB so all share one channel count.
         arrays = [a if a.ndim == 3 else np.repeat(a[..., None], 3, axis=-1) for a in arrays]
     images = np.stack(arrays)
-    if images.ndim == 3:
-        images = images[..., None]
+    return paths, images[..., None] if images.ndim == 3 else images
 
+
+def _load_folder(root: str, split: str) -> ImageData:
+    what = f"folder source {root!r}"
+    paths, images = read_folder(root, what)
     rel_dirs = [os.path.dirname(os.path.relpath(p, root)) for p in paths]
     labels, num_classes = None, 0
     if all(d and os.sep not in d for d in rel_dirs):

@@ -11,7 +11,7 @@ from jaxgen.errors import UserError
 from jaxgen.models.base import DataSpec, Declaration, Family, Run
 
 FAMILIES = ("gaussian", "gmm", "texture", "autoencoder", "vae", "classifier", "flows", "gan",
-            "stylegan2", "diffusion", "pixelcnn", "vqvae", "vqprior")
+            "stylegan2", "pix2pix", "diffusion", "pixelcnn", "vqvae", "vqprior")
 
 
 def _module(name: str):

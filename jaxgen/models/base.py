@@ -66,6 +66,10 @@ class Family:
     check(state) -> None: host-side, at each log: raises a UserError that says what to do when
         the state shows training cannot go on (a collapsed mixture component), before the
         checkpoint of that step is saved.
+    translate(state, batch, rng) -> images: float [B, H, W, C] in [0, 1], a translating
+        family's outputs for the batch's `condition` images (pix2pix; None otherwise). Its
+        "samples" (sample metrics, --mode sample) are then its outputs for the eval split's
+        conditions, in order, labelled as their targets; --mode translate applies it to a folder.
     """
 
     init: Callable[[Array, Batch], TrainState]
@@ -75,6 +79,7 @@ class Family:
     pictures: Callable[[TrainState, Batch, Array], dict[str, Any]] | None = None
     finalize: Callable[[TrainState], TrainState] | None = None
     check: Callable[[TrainState], None] | None = None
+    translate: Callable[[TrainState, Batch, Array], Array] | None = None
     conditional: bool = False  # samples follow their labels: grids get one row per class
 
 
