@@ -167,7 +167,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
         nelbo = recon + kl.sum(-1)
         metrics = {"loss": loss, "elbo": -jnp.mean(nelbo), "recon": jnp.mean(recon),
                    "kl": jnp.mean(kl.sum(-1)), "beta": beta, "elbo_bpd": jnp.mean(bpd(nelbo)),
-                   "spectral": spectral, "bn_scale": bn, "grad_norm": optax.global_norm(grads)}
+                   "spectral": spectral, "bn_scale": bn, "grad_norm": optax.tree.norm(grads)}
         (kept, metrics), finite = base.keep_if_finite(  # a skipped step logs zeros
             (new, metrics), (state, jax.tree.map(jnp.zeros_like, metrics)), (grads, metrics))
         return kept.replace(step=new.step), {**metrics,
