@@ -64,6 +64,13 @@ def gaussian_kl(
     return 0.5 * (var_ratio + diff * diff - 1.0) - (log_std_q - log_std_p)
 
 
+def residual_normal_kl(d_mean: Array, d_log_std: Array, log_std_p: Array) -> Array:
+    """KL(q || p) for p = N(mean_p, std_p^2) and NVAE's residual posterior
+    q = N(mean_p + d_mean, (std_p * exp(d_log_std))^2), elementwise: mean_p cancels."""
+    diff = d_mean * jnp.exp(-log_std_p)
+    return 0.5 * (diff * diff + jnp.exp(2.0 * d_log_std) - 1.0) - d_log_std
+
+
 def iwae_bound(log_weights: Array, axis: int = 0) -> Array:
     """log (1/K) sum_k exp(log_weights_k) over `axis`: the importance-weighted bound."""
     k = log_weights.shape[axis]

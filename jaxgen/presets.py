@@ -264,3 +264,21 @@ def vqprior_config(dataset: str, first_stage: str, variant: str | None, *, train
 CIFAR10_PRIOR = dict(features=128, layers=15, out_hidden=512, dropout=0.1,
                      train=dict(steps=100_000, batch_size=128, log_every=1000,
                                 checkpoint_every=5000, eval_every=25_000, sample_every=25_000))
+
+
+def nvae_config(dataset: str, variant: str | None, *, smoke: dict, cpu: dict | None = None,
+                train: dict | None = None, optim: dict | None = None, eval: dict | None = None,
+                **model) -> ConfigDict:
+    """What every NVAE config shares: the family's defaults (the paper's MNIST model) with
+    `model`, `train`, `optim` and `eval` overrides; the KL warm-up and the cosine decay follow
+    train.steps. Variants: 'cpu' (the arguments of `cpu_schedule`), 'smoke' (`smoke`: a tiny
+    net, two readjustment batches)."""
+    c = family_config("nvae", dataset, **model)
+    c.train.update(train or {})
+    c.optim.update(optim or {})
+    c.eval.update(eval or {})
+    pick_variant(c, variant, {}, cpu)
+    if "smoke" in (variant or "").split("+"):
+        c.model.update(smoke, readjust_batches=2)
+    c.optim.decay_steps = c.train.steps
+    return c

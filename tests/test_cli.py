@@ -19,7 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = ["vae_digits.py:smoke", "gaussian_mnist.py:pca50+smoke", "gmm_mnist.py:smoke",
          "texture.py:smoke", "autoencoder_mnist.py:smoke", "classifier_mnist.py:smoke",
          "realnvp_mnist.py:cpu+smoke", "dcgan_mnist.py:smoke", "ddpm_mnist.py:cpu+cond+smoke",
-         "gated_pixelcnn_mnist.py:cpu+smoke", "pix2pix_mnist.py:inpaint+smoke"]
+         "gated_pixelcnn_mnist.py:cpu+smoke", "pix2pix_mnist.py:inpaint+smoke",
+         "nvae_mnist.py:cpu+smoke"]
 MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:conv+smoke",
               "vae_cifar10.py:smoke", "gaussian_mnist.py:smoke", "gaussian_mnist.py:fa50+smoke",
               "gaussian_cifar10.py:smoke", "gmm_mnist.py:pca50+diag+smoke",
@@ -32,7 +33,8 @@ MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:
               "pixelcnn_mnist.py:smoke", "gated_pixelcnn_mnist.py:cond+smoke",
               "pixelcnnpp_cifar10.py:smoke", "stylegan2_mnist.py:smoke",
               "stylegan2_cifar10.py:diffaug+smoke", "pix2pix_mnist.py:smoke",
-              "pix2pix_cifar10.py:smoke", "pix2pix_cifar10.py:edges+smoke"]
+              "pix2pix_cifar10.py:smoke", "pix2pix_cifar10.py:edges+smoke",
+              "nvae_cifar10.py:smoke"]
 
 
 def slow(params: list) -> list:

@@ -154,7 +154,7 @@ def test_sampler_draws_what_the_model_predicts_on_its_own_sample(name):
     if lik.name == "bernoulli":
         assert set(np.unique(x)) <= {0.0, 1.0}
     else:
-        np.testing.assert_allclose(pixelcnn.from_bins(pixelcnn.to_bins(x)), x, atol=1e-6)
+        np.testing.assert_allclose(autoregressive.from_bins(autoregressive.to_bins(x)), x, atol=1e-6)
     t = h * w // 2
     changed = noise.reshape(2, h * w, -1).at[:, t].set(1.0 - noise.reshape(2, h * w, -1)[:, t])
     x2 = fill(jnp.zeros((2,) + shape), changed.reshape(noise.shape), 0)

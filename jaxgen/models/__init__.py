@@ -10,8 +10,8 @@ import importlib
 from jaxgen.errors import UserError
 from jaxgen.models.base import DataSpec, Declaration, Family, Run
 
-FAMILIES = ("gaussian", "gmm", "texture", "autoencoder", "vae", "classifier", "flows", "gan",
-            "stylegan2", "pix2pix", "diffusion", "pixelcnn", "vqvae", "vqprior")
+FAMILIES = ("gaussian", "gmm", "texture", "autoencoder", "vae", "nvae", "classifier", "flows",
+            "gan", "stylegan2", "pix2pix", "diffusion", "pixelcnn", "vqvae", "vqprior")
 
 
 def _module(name: str):
