@@ -126,6 +126,33 @@ def test_a_step_with_non_finite_values_is_skipped_and_keeps_the_state():
                                                 broken.model_state)))
 
 
+def test_bn_readjustment_estimates_the_decoders_stats_or_keeps_the_training_ones():
+    family = tiny_family(groups=(2,))  # two groups: a generative cell (with batch norm) between
+    batch = {"image": jax.random.randint(jax.random.key(0), (4, 8, 8, 1), 0, 256)
+             .astype(jnp.uint8), "label": jnp.zeros(4, jnp.int32)}
+    state = jax.jit(family.init)(jax.random.key(1), batch)
+    trained = jax.device_get(state.model_state["batch_stats"])
+
+    def per_temperature(st):
+        return [jax.tree.map(lambda a: a[i], st.model_state["sample_stats"])
+                for i in range(len(nvae.TEMPERATURES) + 1)]
+
+    readjusted = family.finalize(state)
+    for stats in per_temperature(readjusted):
+        assert stats.keys() == trained.keys() and any(k.startswith("dec") for k in stats)
+        for name in stats:  # the decoder's re-estimated, finite; the encoder's kept
+            same = jax.tree.leaves(jax.tree.map(np.array_equal, stats[name], trained[name]))
+            assert not any(same) if name.startswith("dec") else all(same), name
+            assert all(np.isfinite(a).all() for a in jax.tree.leaves(stats[name]))
+    images = family.sample(readjusted, jax.random.key(3), jnp.zeros(6, jnp.int32))
+    assert np.isfinite(np.asarray(images)).all()
+    # A decoder that overflows (one NaN weight) gives non-finite statistics: the trained ones stay.
+    broken = state.replace(ema_params=jax.tree.map(lambda w: w.at[(0,) * w.ndim].set(jnp.nan),
+                                                   base.eval_params(state)))
+    for stats in per_temperature(family.finalize(broken)):
+        chex.assert_trees_all_equal(stats, trained)
+
+
 @pytest.mark.parametrize("edit, needle", [
     (dict(groups=()), "one count of at least 1"),
     (dict(pre_blocks=3, groups=(1, 1)), "multiples of 16"),
