@@ -6,7 +6,8 @@ connections, a mixture of 10 discretized logistics with coupled RGB means; Polya
 weights (EMA 0.9995) for eval and sampling. Differences: Adam with a cosine decay in place of
 Adamax with exponential decay, no weight normalization (and so no data-dependent init). Sized
 for a GPU; the 'small' variant (nr_resnet 2, 64 filters, 5 mixtures) is for shorter runs.
-Variants: small, smoke.
+Variants: small, cpu (32 filters, 1 block per scale, 5 logistics, 1,500 steps x 64: 4.163 test
+bits/dim in about 85 minutes of one core), smoke.
 Figures reached: experiments/README.md.
 """
 from jaxgen.presets import pixelcnn_config
