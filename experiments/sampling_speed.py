@@ -1,4 +1,5 @@
-"""Sampling speed of a run: images/s of its compiled sampler, sharded as train.py runs it.
+"""Sampling speed of a run: images/s of its compiled sampler, sharded as the CLI runs it
+(jaxgen.generation.Generator).
 
     python experiments/sampling_speed.py WORKDIR [--config SPEC] [--n 16]
         [--variants "" "model.sampler=ddim model.sample_steps=10" "model.sampler=ancestral"]
@@ -37,9 +38,9 @@ def time_sampler(config, workdir: str, n: int) -> tuple[float, float, int]:
         labels = jax.make_array_from_callback(labels.shape, sharding.batch_sharding(exp.mesh),
                                               lambda idx: labels[idx])
         t0 = time.perf_counter()
-        jax.block_until_ready(exp.sample_fn(state, jax.random.key(0), labels))
+        jax.block_until_ready(exp.outputs.sample_fn(state, jax.random.key(0), labels))
         t1 = time.perf_counter()
-        jax.block_until_ready(exp.sample_fn(state, jax.random.key(1), labels))
+        jax.block_until_ready(exp.outputs.sample_fn(state, jax.random.key(1), labels))
         return time.perf_counter() - t1, t1 - t0, int(state.step)
     finally:
         exp.close()

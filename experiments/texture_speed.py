@@ -1,5 +1,5 @@
-"""Time of one ADSN and one RPN texture of 512x512 RGB: the CLI's compiled sampler (train.py's
-sample_fn), after warm-up, over several runs.
+"""Time of one ADSN and one RPN texture of 512x512 RGB: the CLI's compiled
+sampler (jaxgen.generation's sample_fn), after warm-up, over several runs.
 
     taskset -c 0 python experiments/texture_speed.py [--exemplar PATH] [--size 512] [--runs 30]
 
@@ -40,14 +40,14 @@ def time_synthesis(config, batch: int, runs: int) -> tuple[list[float], list[flo
             state, _ = exp.train_fn(state, batch_of_one, exp.rng_train)
             labels = jax.device_put(np.zeros(batch, np.int32), sharding.batch_sharding(exp.mesh))
             t0 = time.perf_counter()
-            jax.block_until_ready(exp.sample_fn(state, jax.random.key(0), labels))
+            jax.block_until_ready(exp.outputs.sample_fn(state, jax.random.key(0), labels))
             first = time.perf_counter() - t0
             for i in range(3):  # warm-up
-                jax.block_until_ready(exp.sample_fn(state, jax.random.key(1 + i), labels))
+                jax.block_until_ready(exp.outputs.sample_fn(state, jax.random.key(1 + i), labels))
             wall, cpu = [], []
             for i in range(runs):
                 t0, c0 = time.perf_counter(), time.process_time()
-                jax.block_until_ready(exp.sample_fn(state, jax.random.key(100 + i), labels))
+                jax.block_until_ready(exp.outputs.sample_fn(state, jax.random.key(100 + i), labels))
                 wall.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
             return wall, cpu, first

@@ -1,4 +1,5 @@
-"""The family-agnostic loop: mesh, data, state, compiled steps; log, checkpoint, eval, sample."""
+"""The family-agnostic loop: mesh, data, state, compiled steps; log, checkpoint, eval (samples
+and pictures through jaxgen.generation)."""
 import json
 import os
 import signal
@@ -9,16 +10,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import (checkpoint, config as config_lib, evaluation, models, runs, sharding, viz,
-                    writers)
+from jaxgen import (checkpoint, config as config_lib, evaluation, generation, models, runs,
+                    sharding, viz, writers)
 from jaxgen.data import pipeline, sources, tasks
 from jaxgen.errors import Interrupted, UserError
 from jaxgen.models.base import Family, TrainState
-
-
-def _log(msg: str) -> None:
-    if jax.process_index() == 0:
-        print(msg, flush=True)
 
 
 def _finite(tree: Any) -> jax.Array:
@@ -60,7 +56,7 @@ class Experiment:
         self.abstract = runs.abstract_state(self.family, config, self.spec, self.mesh)
         self.state_sh = jax.tree.map(lambda a: a.sharding, self.abstract)
 
-        repl, data_sh = sharding.replicated(self.mesh), sharding.batch_sharding(self.mesh)
+        repl = sharding.replicated(self.mesh)
         # Init runs once, and XLA's CPU backend spends most of its compile optimizing the
         # unrolled threefry of every initializer (24 s of 29 for pixelcnnpp_cifar10:smoke).
         init_opts = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else None
@@ -69,10 +65,8 @@ class Experiment:
         self.train_fn = jax.jit(self.family.train_step, out_shardings=(self.state_sh, repl),
                                 donate_argnums=0)
         self.eval_fn = jax.jit(self._eval_sums, out_shardings=repl)
-        self.sample_fn = None if self.family.sample is None else jax.jit(
-            self.family.sample, out_shardings=data_sh)
-        self.translate_fn = None if self.family.translate is None else jax.jit(
-            self.family.translate, out_shardings=data_sh)
+        self.outputs = generation.Generator(config, workdir, self.family, self.spec, self.mesh,
+                                            self.train_data, self.test_data, self.rng_sample)
         self.finite_fn = jax.jit(_finite)
         self.ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                             config.train.keep_checkpoints)
@@ -123,7 +117,7 @@ class Experiment:
                 raise _no_checkpoint(self.workdir)
             return self.init_fn(self.rng_init, self.example), None
         step, state, data_state = found
-        _log(f"restored checkpoint at step {step} from {self.ckpt.directory}")
+        writers.log(f"restored checkpoint at step {step} from {self.ckpt.directory}")
         return state, data_state
 
     # -- training -------------------------------------------------------------------------------
@@ -145,12 +139,12 @@ class Experiment:
             raise
         if start >= cfg.steps:
             writer.close()
-            _log(f"already trained to step {start} (train.steps={cfg.steps}); "
-                 f"raise --config.train.steps to train longer")
+            writers.log(f"already trained to step {start} (train.steps={cfg.steps}); "
+                        f"raise --config.train.steps to train longer")
             return state
         if data_state is not None:
             data.set_state(data_state)
-            _log(f"resuming training from step {start}")
+            writers.log(f"resuming training from step {start}")
 
         stop = {"signal": None}
         handlers = {s: signal.signal(s, lambda n, f: stop.update(signal=n))
@@ -166,8 +160,8 @@ class Experiment:
                 window.append(last_metrics)
                 if step == start:
                     jax.block_until_ready(last_metrics)
-                    _log(f"compiled and ran the first train step in "
-                         f"{time.perf_counter() - t_compile:.1f}s")
+                    writers.log(f"compiled and ran the first train step in "
+                                f"{time.perf_counter() - t_compile:.1f}s")
                     t0 = time.perf_counter()
                 else:
                     timed += 1
@@ -175,7 +169,7 @@ class Experiment:
                 log = done % cfg.log_every == 0 or done == cfg.steps
                 save = done % cfg.checkpoint_every == 0 or done == cfg.steps
                 evaluate = done % cfg.eval_every == 0 or done == cfg.steps
-                sample = self.sample_fn is not None and (done % cfg.sample_every == 0
+                sample = self.outputs.sample_fn is not None and (done % cfg.sample_every == 0
                                                          or done == cfg.steps)
                 if log:
                     jax.block_until_ready(last_metrics)  # a rate of finished steps, not dispatched
@@ -205,7 +199,7 @@ class Experiment:
             if evaluate:
                 self.evaluate(final, writer)
             if sample:
-                self.write_samples(final)
+                self.outputs.write_samples(final)
 
     def _catch_up(self, state: TrainState, writer: writers.MetricWriter) -> None:
         """Runs the eval and the samples due at a restored state's step whose files are missing."""
@@ -214,12 +208,13 @@ class Experiment:
             return
         evaluate = (step % cfg.eval_every == 0 or step == cfg.steps) and not os.path.exists(
             os.path.join(self.workdir, "eval", f"{step}.json"))
-        sample = self.sample_fn is not None and (
+        sample = self.outputs.sample_fn is not None and (
             step % cfg.sample_every == 0 or step == cfg.steps) and not os.path.exists(
             os.path.join(self.workdir, "samples", f"samples_{step:06d}.png"))
         if evaluate or sample:
-            _log(f"running what was due at step {step} and is missing (the run stopped before "
-                 f"it): {' and '.join(k for k, v in (('eval', evaluate), ('samples', sample)) if v)}")
+            due = " and ".join(k for k, v in (("eval", evaluate), ("samples", sample)) if v)
+            writers.log(f"running what was due at step {step} and is missing (the run stopped "
+                        f"before it): {due}")
             self._eval_and_sample(state, evaluate, sample, writer)
 
     def _log_train(self, writer, step: int, window: list, rate: float) -> None:
@@ -234,11 +229,11 @@ class Experiment:
         if skipped == len(window):
             self._check_finite({"values in every step since the last log": float("nan")}, step)
         if skipped:
-            _log(f"warning: {skipped} of the last {len(window)} steps had non-finite values and "
-                 f"were skipped (state kept)")
+            writers.log(f"warning: {skipped} of the last {len(window)} steps had non-finite values "
+                        f"and were skipped (state kept)")
         writer.write(step, "train", dict(means, steps_per_s=rate))
-        _log(writers.format_progress(step, self.config.train.steps, means, rate,
-                                     self.config.train.batch_size))
+        writers.log(writers.format_progress(step, self.config.train.steps, means, rate,
+                                            self.config.train.batch_size))
 
     def _check_finite(self, metrics: dict, step: int) -> None:
         bad = [k for k, v in metrics.items() if not np.isfinite(v)]
@@ -286,17 +281,17 @@ class Experiment:
             count += float(n)
             if time.perf_counter() - shown > 30:  # long evals (IWAE with K=5000) show progress
                 shown = time.perf_counter()
-                _log(f"eval: {int(count)}/{total} images, {shown - t:.0f}s")
+                writers.log(f"eval: {int(count)}/{total} images, {shown - t:.0f}s")
         metrics = {k: v / count for k, v in sums.items()}
         metrics["num_examples"] = count
-        _log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
-             f"({time.perf_counter() - t:.1f}s): {writers.format_metrics(metrics)}")
+        writers.log(f"eval at step {step} on {int(count)} {self.config.data.eval_split} images "
+                    f"({time.perf_counter() - t:.1f}s): {writers.format_metrics(metrics)}")
         if cfg.feature_workdir:
             if self._feature_net is None:
                 self._feature_net = evaluation.load_feature_net(cfg.feature_workdir)
             metrics.update(evaluation.sample_metrics(
-                self.config, self._feature_net, lambda n: self.generate(state, n),
-                self.family.conditional or self.translate_fn is not None, self.train_data,
+                self.config, self._feature_net, lambda n: self.outputs.generate(state, n),
+                self.family.conditional or self.outputs.translate_fn is not None, self.train_data,
                 self.test_data))
         if self.is_main:
             os.makedirs(os.path.join(self.workdir, "eval"), exist_ok=True)
@@ -304,107 +299,8 @@ class Experiment:
                 json.dump(dict(metrics, step=step), f, indent=2)
             if writer is not None:
                 writer.write(step, "eval", metrics)
-        self.write_pictures(state)
+        self.outputs.write_pictures(state)
         return metrics
-
-    def write_pictures(self, state: TrainState) -> None:
-        if self.family.pictures is None:
-            return
-        n = self.config.eval.picture_examples
-        batch = pipeline.example_batch(self.test_data, n - n % self.mesh.shape["data"])
-        pictures = self.family.pictures(state, sharding.to_global(batch, self.mesh),
-                                        self.rng_sample)
-        if self.is_main:
-            for name, images in pictures.items():
-                path = os.path.join(self.workdir, "samples", f"{name}_{int(state.step):06d}.png")
-                images = np.asarray(images)
-                if images.dtype == np.uint8:  # a finished picture; upscale small ones
-                    viz.save_image(images, path, scale=max(1, -(-512 // max(images.shape[:2]))))
-                else:
-                    viz.save_grid(images, path)
-
-    def generate(self, state: TrainState, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """n samples as floats in [0, 1] and their labels (for a conditional family, the classes
-        asked for: equally many of each, in order), drawn in sharded chunks of eval.batch_size;
-        with more than one chunk, each logs the progress and the time per image. A translating
-        family's are its outputs for the first n conditions of the eval split (at most all),
-        labelled as their targets."""
-        if self.translate_fn is not None:
-            images = self.translations(state, self.test_data, n)
-            labels = self.test_data.labels
-            return images, (np.zeros(len(images), np.int32) if labels is None
-                            else labels[:len(images)])
-        if self.sample_fn is None:
-            raise UserError(f"model.family {self.config.model.family!r} generates no samples; "
-                            f"use --mode train or eval, and no eval.feature_workdir")
-        devices = self.mesh.shape["data"]  # a chunk no larger than n needs, split evenly
-        chunk = min(self.config.eval.batch_size, -(-n // devices) * devices)
-        num_classes = max(self.train_data.num_classes, 1)
-        labels = np.repeat(np.arange(num_classes, dtype=np.int32), -(-n // num_classes))[:n]
-        padded = np.resize(labels, -(-n // chunk) * chunk).reshape(-1, chunk)
-        sharded = sharding.batch_sharding(self.mesh)
-        parts, seconds = [], []
-        for i, part in enumerate(padded):
-            start = time.perf_counter()
-            part_labels = jax.make_array_from_callback(part.shape, sharded, lambda idx: part[idx])
-            parts.append(jax.device_get(self.sample_fn(
-                state, jax.random.fold_in(self.rng_sample, i), part_labels)))
-            seconds.append(time.perf_counter() - start)
-            if len(padded) > 1:
-                steady = seconds[1:] or seconds  # the first chunk also compiles the sampler
-                _log(f"sampled {min((i + 1) * chunk, n)}/{n} images | "
-                     f"{sum(steady) / (len(steady) * chunk):.3g} s per image"
-                     f"{'' if i else ' (with compile)'}")
-        return np.concatenate(parts)[:n], labels
-
-    def translations(self, state: TrainState, data: sources.ImageData, n: int) -> np.ndarray:
-        """The family's translations of the first n conditions of `data`, in [0, 1]."""
-        batches = pipeline.eval_batches(data, self.config.eval.batch_size, n,
-                                        jax.process_index(), jax.process_count())
-        parts = [jax.device_get(self.translate_fn(state, sharding.to_global(batch, self.mesh),
-                                                  jax.random.fold_in(self.rng_sample, i)))
-                 for i, batch in enumerate(batches)]
-        return np.concatenate(parts)[:min(n, len(data.images))]
-
-    def translate_folder(self, state: TrainState, input_dir: str, output_dir: str) -> None:
-        """Writes the family's output for each image under input_dir (an image like the
-        training images, from which data.task makes the condition, as in training) to
-        output_dir as a PNG of the same relative path."""
-        if self.translate_fn is None:
-            raise UserError(f"model.family {self.config.model.family!r} translates no images; "
-                            f"--mode translate needs a pix2pix run")
-        paths, images = sources.read_folder(input_dir, f"--input {input_dir!r}")
-        channels = self.spec.shape[-1]
-        if images.shape[-1] != channels:  # gray inputs for a colour model, or the other way
-            images = np.repeat(images, channels, -1) if images.shape[-1] == 1 else \
-                np.round(tasks.gray(images) * 255.0).astype(np.uint8)[..., None]
-        data = tasks.apply_task(self.config.data.task, sources.ImageData(images, None, 0),
-                                "translate", input_dir)
-        if "condition" not in data.extras:
-            raise UserError("--mode translate makes each image's condition by data.task, and "
-                            "this run has none: it was trained on conditions its source gave")
-        if data.images.shape[1:] != self.spec.shape:
-            h, w = self.spec.shape[:2]
-            raise UserError(f"the images in {input_dir} are {data.images.shape[2]}x"
-                            f"{data.images.shape[1]} and this run translates {w}x{h} images: "
-                            f"resize them")
-        outputs = viz.to_uint8(self.translations(state, data, len(images)))
-        if self.is_main:
-            for path, image in zip(paths, outputs):
-                name = os.path.splitext(os.path.relpath(path, input_dir))[0] + ".png"
-                viz.save_image(image, os.path.join(output_dir, name))
-        _log(f"translated {len(paths)} images from {input_dir} into {output_dir}")
-
-    def write_samples(self, state: TrainState, n: int = 0) -> np.ndarray:
-        """Draws n (default eval.sample_grid) samples; saves a grid of the first sample_grid,
-        one row per class for a conditional family."""
-        grid = self.config.eval.sample_grid
-        images, _ = self.generate(state, n or grid)
-        ncol = -(-grid // max(self.train_data.num_classes, 1)) if self.family.conditional else None
-        if self.is_main:
-            viz.save_grid(images[:grid], os.path.join(
-                self.workdir, "samples", f"samples_{int(state.step):06d}.png"), ncol=ncol)
-        return images
 
     def close(self) -> None:
         self.ckpt.close()
@@ -455,12 +351,12 @@ def run(config, workdir: str, mode: str, input_dir: str = "", output_dir: str = 
         if mode == "eval":
             exp.evaluate(state)
         elif mode == "translate":
-            exp.translate_folder(state, input_dir, output_dir)
+            exp.outputs.translate_folder(state, input_dir, output_dir)
         else:
-            images = exp.write_samples(state, config.eval.num_samples)
+            images = exp.outputs.write_samples(state, config.eval.num_samples)
             path = os.path.join(workdir, "samples", f"samples_{int(state.step):06d}.npz")
             if exp.is_main:
                 np.savez_compressed(path, images=viz.to_uint8(images))
-                _log(f"wrote {len(images)} samples to {path}")
+                writers.log(f"wrote {len(images)} samples to {path}")
     finally:
         exp.close()

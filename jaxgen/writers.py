@@ -4,7 +4,14 @@ import math
 import os
 import time
 
+import jax
 from tensorboardX import SummaryWriter
+
+
+def log(msg: str) -> None:
+    """Prints a progress line, on the main process only."""
+    if jax.process_index() == 0:
+        print(msg, flush=True)
 
 
 class MetricWriter:

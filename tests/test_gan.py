@@ -313,7 +313,7 @@ def test_conditional_samples_come_in_class_blocks_one_grid_row_per_class(tmp_pat
     try:
         assert exp.family.conditional
         state = exp.restore(required=True)[0]
-        images, labels = exp.generate(state, 20)
+        images, labels = exp.outputs.generate(state, 20)
         np.testing.assert_array_equal(labels, np.repeat(np.arange(10), 2))
         chex.assert_shape(images, (20, 28, 28, 1))
         # The grid is 10 rows of 2 (28-pixel cells, 1-pixel gaps): row i holds class i.

@@ -10,7 +10,7 @@ LAYERS = [
     ("jaxgen.nn", "jaxgen.losses", "jaxgen.metrics", "jaxgen.data", "jaxgen.viz",
      "jaxgen.checkpoint", "jaxgen.writers", "jaxgen.sharding", "jaxgen.config"),
     ("jaxgen.models",),
-    ("jaxgen.evaluation", "jaxgen.runs", "jaxgen.presets"),
+    ("jaxgen.evaluation", "jaxgen.generation", "jaxgen.runs", "jaxgen.presets"),
     ("jaxgen.train",),
     ("jaxgen.main",),
 ]
