@@ -136,6 +136,9 @@ def check_smoke_run(config: str, workdir: str, steps: int = 6) -> None:
     if config.startswith("stylegan2"):  # the family's pictures
         assert {f"{name}_{steps:06d}.png" for name in ("fixed", "truncation", "style_mixing",
                                                         "noise")} <= set(samples)
+    if config.startswith("nvae"):
+        assert {f"{name}_{steps:06d}.png" for name in ("samples_by_temperature",
+                                                        "kl_maps")} <= set(samples)
     if "latent2" in config:
         assert {"manifold_000006.png", "latents_000006.png"} <= set(samples)
     if config.split("_")[0] in ("nice", "realnvp", "glow"):  # the loss terms apart, pictures

@@ -1,5 +1,5 @@
 """NVAE: the residual-normal KL, warm-up and balancing, power iteration, top-down causality,
-cell shapes, skipped non-finite steps and the config checks."""
+cell shapes, skipped non-finite steps, the KL maps and the config checks."""
 import chex
 import flax.linen as nn
 import jax
@@ -151,6 +151,21 @@ def test_bn_readjustment_estimates_the_decoders_stats_or_keeps_the_training_ones
                                                    base.eval_params(state)))
     for stats in per_temperature(family.finalize(broken)):
         chex.assert_trees_all_equal(stats, trained)
+
+
+def test_kl_maps_place_each_groups_kl_over_the_pixels_it_covers():
+    rng = jax.random.split(jax.random.key(0), 5)
+    coarse = nvae_nn.Group(*(jax.random.normal(k, (3, 2, 2, 5)) for k in rng))
+    fine = nvae_nn.Group(*(jax.random.normal(k, (3, 4, 4, 5)) for k in rng))
+    silent = fine.replace(d_mean=jnp.zeros_like(fine.d_mean),
+                          d_log_std=jnp.zeros_like(fine.d_log_std))  # q = p: no information
+    maps = nvae.kl_maps([coarse, fine, silent], 8, 8)
+    chex.assert_shape(maps, (3, 8, 8))
+    np.testing.assert_allclose(maps[2], 0.0, atol=1e-6)
+    kls = jnp.mean(nvae.group_kls([coarse, fine, silent]), 0)
+    for g, f in enumerate((4, 2, 2)):  # pixels per latent position along each axis
+        np.testing.assert_allclose(jnp.sum(maps[g]) / f**2, kls[g], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(maps[g], jnp.kron(maps[g][::f, ::f], jnp.ones((f, f))))
 
 
 @pytest.mark.parametrize("edit, needle", [

@@ -15,7 +15,8 @@ Decoders: bernoulli on binarized pixels (data.space binarize or threshold), logi
   norm's largest |scale|; gradients clipped at optim.grad_clip; a step whose gradients or
   metrics are not finite is skipped (state kept) and counted in the metric `skipped`.
 Eval: the ELBO and the IWAE bound (eval.iwae_samples, drawn in chunks of eval.iwae_chunk) in
-nats and bits/dim, and the KL of each group (kl_group<g>: which groups carry information).
+nats and bits/dim, and the KL of each group (kl_group<g>: which groups carry information; the
+picture `kl_maps` shows where in the image each group spends it).
 Sampling uses batch-norm statistics re-estimated from model.readjust_batches batches of prior
 samples at the sampling temperature (finalize; the paper's BN readjustment), kept as they were
 if the estimate is not finite. IAF flow cells in the posterior are not implemented.
@@ -71,6 +72,19 @@ def group_kls(groups: list[Group]) -> Array:
     """The analytic KL(q || p) of each group, [B, G]."""
     return jnp.stack([losses.sum_except_batch(losses.residual_normal_kl(
         g.d_mean, g.d_log_std, g.prior_log_std)) for g in groups], axis=-1)
+
+
+def kl_maps(groups: list[Group], height: int, width: int) -> Array:
+    """Where each group spends its KL: per group, the batch-mean KL of each latent position
+    (summed over channels), spread over the pixels it covers, [G, height, width] in nats per
+    latent position (a map's sum over its latent positions is the group's mean KL)."""
+    maps = []
+    for g in groups:
+        kl = jnp.mean(jnp.sum(losses.residual_normal_kl(g.d_mean, g.d_log_std,
+                                                        g.prior_log_std), -1), 0)
+        maps.append(jnp.repeat(jnp.repeat(kl, height // kl.shape[0], 0),
+                               width // kl.shape[1], 1))
+    return jnp.stack(maps)
 
 
 def check_model(config, spec: base.DataSpec) -> None:
@@ -251,24 +265,33 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     @jax.jit
     def _pictures(state: base.TrainState, batch: base.Batch, rng: Array):
         """(originals, reconstructions from the posterior means, 8 samples at each of
-        TEMPERATURES with its readjusted batch-norm statistics)."""
+        TEMPERATURES with its readjusted batch-norm statistics, the groups' KL maps of the
+        originals)."""
         data_rng, pixel_rng, sample_rng = jax.random.split(rng, 3)
         params = base.eval_params(state)
         v = variables(params, state.model_state["batch_stats"])
         x = to_model_space(batch["image"][:32], space, data_rng)
         feats = net.apply(v, x, False, method=NVAENet.encode)
         zero = [jnp.zeros((x.shape[0],) + s) for s in shapes]
-        out, _ = net.apply(v, zero, feats, False, method=NVAENet.decode)
+        out, groups = net.apply(v, zero, feats, False, method=NVAENet.decode)
         stats = jax.tree.map(lambda a: a[:len(TEMPERATURES)], state.model_state["sample_stats"])
         rows = jax.lax.map(lambda a: draw(params, a[0], a[1], 8, a[2]),
                            (stats, jax.random.split(sample_rng, len(TEMPERATURES)),
                             jnp.asarray(TEMPERATURES)))
-        return to_unit(x, space), to_images(out, pixel_rng), rows.reshape((-1,) + spec.shape)
+        return (to_unit(x, space), to_images(out, pixel_rng), rows.reshape((-1,) + spec.shape),
+                kl_maps(groups, h, w))
 
     def pictures(state: base.TrainState, batch: base.Batch, rng: Array) -> dict:
-        x, recon, rows = (np.asarray(a) for a in jax.device_get(_pictures(state, batch, rng)))
+        """Reconstructions, samples by temperature (a row per temperature) and 'kl_maps': a
+        cell per latent group in decoder order (coarsest first), its KL per position on 32
+        test images, all on one scale (white: the largest), so a dark cell is a group that
+        carries little information."""
+        x, recon, rows, maps = (np.asarray(a) for a in
+                                jax.device_get(_pictures(state, batch, rng)))
+        scaled = maps / max(float(maps.max()), 1e-8)
         return {"reconstructions": viz.reconstructions(x, recon),
-                "samples_by_temperature": viz.grid(rows, ncol=8)}
+                "samples_by_temperature": viz.grid(rows, ncol=8),
+                "kl_maps": viz.grid(scaled[..., None], ncol=len(maps))}
 
     return base.Family(init, train_step, eval_step, sample, pictures, finalize)
 
