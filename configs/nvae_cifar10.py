@@ -3,8 +3,9 @@ components, channel means coupled): published test 2.91 bits/dim with 30 groups 
 latents, 128 channels and 2 cells per group (and flows), trained 55 h on 8 V100s.
 
 Default: a smaller model for one GPU: latent scales 16x16 and 8x8 of 10 groups each, 20
-latent channels, 64 initial channels, 2 cells per group, batch 64. Variants: cpu (a narrow net
-for one CPU core), smoke. Figures: experiments/README.md.
+latent channels, 64 initial channels, 2 cells per group, batch 64. Variants: flows (two flow
+cells per group in the posterior), cpu (a narrow net for one CPU core), smoke. Figures:
+experiments/README.md.
 """
 from jaxgen.presets import nvae_config
 

@@ -5,7 +5,8 @@ Default: the paper's MNIST model (its Table 6): 2 latent scales of 5 groups of 2
 initial channels, one residual cell per group, lambda 1e-2 for the spectral and BN
 regularisers, KL warm-up over 30% of training, 400 epochs of batch 200; Adam in place of the
 paper's Adamax. Bernoulli decoder; eval by the IWAE bound with K = 1000.
-Variants: cpu (a narrower net for one CPU core), smoke. Figures: experiments/README.md.
+Variants: flows (two flow cells per group in the posterior), cpu (a narrower net for one CPU
+core), smoke. Figures: experiments/README.md.
 """
 from jaxgen.presets import nvae_config
 

@@ -271,13 +271,13 @@ def nvae_config(dataset: str, variant: str | None, *, smoke: dict, cpu: dict | N
                 **model) -> ConfigDict:
     """What every NVAE config shares: the family's defaults (the paper's MNIST model) with
     `model`, `train`, `optim` and `eval` overrides; the KL warm-up and the cosine decay follow
-    train.steps. Variants: 'cpu' (the arguments of `cpu_schedule`), 'smoke' (`smoke`: a tiny
-    net, two readjustment batches)."""
+    train.steps. Variants: 'flows' (two flow cells per group in the posterior), 'cpu' (the
+    arguments of `cpu_schedule`), 'smoke' (`smoke`: a tiny net, two readjustment batches)."""
     c = family_config("nvae", dataset, **model)
     c.train.update(train or {})
     c.optim.update(optim or {})
     c.eval.update(eval or {})
-    pick_variant(c, variant, {}, cpu)
+    pick_variant(c, variant, {"flows": lambda c: c.model.update(flows=2)}, cpu)
     if "smoke" in (variant or "").split("+"):
         c.model.update(smoke, readjust_batches=2)
     c.optim.decay_steps = c.train.steps

@@ -34,7 +34,7 @@ MORE_SMOKE = ["vae_mnist.py:smoke", "vae_mnist.py:latent2+smoke", "vae_mnist.py:
               "pixelcnnpp_cifar10.py:smoke", "stylegan2_mnist.py:smoke",
               "stylegan2_cifar10.py:diffaug+smoke", "pix2pix_mnist.py:smoke",
               "pix2pix_cifar10.py:smoke", "pix2pix_cifar10.py:edges+smoke",
-              "nvae_cifar10.py:smoke"]
+              "nvae_cifar10.py:flows+smoke"]
 
 
 def slow(params: list) -> list:

@@ -19,7 +19,9 @@ nats and bits/dim, and the KL of each group (kl_group<g>: which groups carry inf
 picture `kl_maps` shows where in the image each group spends it).
 Sampling uses batch-norm statistics re-estimated from model.readjust_batches batches of prior
 samples at the sampling temperature (finalize; the paper's BN readjustment), kept as they were
-if the estimate is not finite. IAF flow cells in the posterior are not implemented.
+if the estimate is not finite. model.flows > 0 adds that many flow cells (volume-preserving
+inverse autoregressive shifts, jaxgen.nn.nvae.FlowCell) to each group's posterior; the KL is
+then estimated from the sample (log q - log p) instead of computed in closed form.
 """
 import jax
 import jax.numpy as jnp
@@ -42,7 +44,7 @@ DECLARATION = base.Declaration(
     model=dict(likelihood="bernoulli", num_mixtures=10, ch=32, latent_ch=20, groups=(5, 5),
                cells=1, pre_blocks=1, outer_cells=2, expand=6, kl_warmup=0.3, kl_min=1e-4,
                kl_balance=True, spectral_reg=1e-2, bn_reg=1e-2, temperature=1.0,
-               readjust_batches=20),
+               readjust_batches=20, flows=0),
     spaces=SPACES_OF, space_key="likelihood", who="the {likelihood} decoder",
     optim=dict(learning_rate=1e-2, warmup_steps=1500, schedule="cosine", decay_steps=120_000,
                grad_clip=200.0, ema_decay=0.999, ema_warmup=True),
@@ -68,10 +70,24 @@ def kl_balance(kl: Array, sizes: Array) -> Array:
     return jax.lax.stop_gradient(kl.shape[-1] * c / jnp.sum(c))
 
 
+def log_q(g: Group) -> Array:
+    """log q(z) of a posterior group, elementwise: the residual normal's density at its draw
+    (the flow cells preserve volume, so at z_base when they moved it to z)."""
+    return losses.gaussian_log_prob(g.z if g.z_base is None else g.z_base,
+                                    g.prior_mean + g.d_mean, g.prior_log_std + g.d_log_std)
+
+
+def kl_terms(g: Group) -> Array:
+    """KL(q || p) of a posterior group, elementwise: analytic, or with flow cells the
+    one-sample estimate log q(z) - log p(z)."""
+    if g.z_base is None:
+        return losses.residual_normal_kl(g.d_mean, g.d_log_std, g.prior_log_std)
+    return log_q(g) - losses.gaussian_log_prob(g.z, g.prior_mean, g.prior_log_std)
+
+
 def group_kls(groups: list[Group]) -> Array:
-    """The analytic KL(q || p) of each group, [B, G]."""
-    return jnp.stack([losses.sum_except_batch(losses.residual_normal_kl(
-        g.d_mean, g.d_log_std, g.prior_log_std)) for g in groups], axis=-1)
+    """The KL(q || p) of each group, [B, G] (see kl_terms)."""
+    return jnp.stack([losses.sum_except_batch(kl_terms(g)) for g in groups], axis=-1)
 
 
 def kl_maps(groups: list[Group], height: int, width: int) -> Array:
@@ -80,8 +96,7 @@ def kl_maps(groups: list[Group], height: int, width: int) -> Array:
     latent position (a map's sum over its latent positions is the group's mean KL)."""
     maps = []
     for g in groups:
-        kl = jnp.mean(jnp.sum(losses.residual_normal_kl(g.d_mean, g.d_log_std,
-                                                        g.prior_log_std), -1), 0)
+        kl = jnp.mean(jnp.sum(kl_terms(g), -1), 0)
         maps.append(jnp.repeat(jnp.repeat(kl, height // kl.shape[0], 0),
                                width // kl.shape[1], 1))
     return jnp.stack(maps)
@@ -102,6 +117,9 @@ def check_model(config, spec: base.DataSpec) -> None:
         raise UserError("model.outer_cells must be at least 1 (the last cell of a block resamples)")
     if min(m.ch, m.latent_ch, m.cells, m.expand) < 1:
         raise UserError("model.ch, latent_ch, cells and expand must be at least 1")
+    if m.flows < 0:
+        raise UserError(f"model.flows counts flow cells per group: 0 (none) or more, not "
+                        f"{m.flows}")
     if not 0.0 <= m.kl_warmup <= 1.0:
         raise UserError(f"model.kl_warmup is a fraction of train.steps in [0, 1], got "
                         f"{m.kl_warmup}")
@@ -121,7 +139,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
     shapes = latent_shapes(spec.shape, m.groups, m.pre_blocks, m.latent_ch)
     sizes = jnp.asarray([np.prod(s) for s in shapes], jnp.float32)
     net = NVAENet(m.ch, m.latent_ch, tuple(m.groups), m.cells, m.pre_blocks, m.outer_cells,
-                  m.expand, likelihood.num_outputs, shapes[0][:2])
+                  m.expand, likelihood.num_outputs, shapes[0][:2], flows=m.flows)
     readjust_net = net.clone(bn_momentum=0.0)  # its batch_stats are one batch's statistics
     sample_temperatures = TEMPERATURES + (m.temperature,)  # the last for `sample`
     optimizer = base.make_optimizer(config.optim)
@@ -201,9 +219,7 @@ def make_family(config, spec: base.DataSpec) -> base.Family:
             lw = log_px
             for g in groups:
                 log_p = losses.gaussian_log_prob(g.z, g.prior_mean, g.prior_log_std)
-                log_q = losses.gaussian_log_prob(g.z, g.prior_mean + g.d_mean,
-                                                 g.prior_log_std + g.d_log_std)
-                lw += losses.sum_except_batch(log_p - log_q)
+                lw += losses.sum_except_batch(log_p - log_q(g))
             split = lambda a: a.reshape((chunk, -1) + a.shape[1:])  # noqa: E731
             return None, (split(lw), split(-log_px), split(group_kls(groups)))
 

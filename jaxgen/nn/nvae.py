@@ -4,7 +4,9 @@ spectral regulariser's power iteration.
 NVAENet is a bottom-up encoder and a top-down decoder over groups of latents at several scales,
 coarse first. Decoder group g: the prior N(mu_p, sigma_p) from the decoder state h, the residual
 posterior N(mu_p + dmu, sigma_p * dsigma) from h and the encoder's features of the same place,
-then h <- 1x1 conv of [h, z]. Every residual branch is scaled by 0.1 and every Gaussian
+then h <- 1x1 conv of [h, z]. With `flows` > 0, the posterior sample passes through that many
+flow cells (FlowCell: volume-preserving inverse autoregressive shifts, alternating raster
+direction) before it is used; the prior path has none. Every residual branch is scaled by 0.1 and every Gaussian
 parameter soft-clamped to (-5, 5), as in the paper's code, which keeps early steps finite.
 """
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 
 from jaxgen.nn.conv import Conv
 from jaxgen.nn.encoders import upsample
+from jaxgen.nn.masked import MaskedConv
 
 Array = jax.Array
 BRANCH_SCALE = 0.1
@@ -99,6 +102,26 @@ class GenerativeCell(nn.Module):
         return x + BRANCH_SCALE * SqueezeExcite()(bn()(h))
 
 
+class FlowCell(nn.Module):
+    """NVAE's flow cell: z -> z - mu(z, context), where mu at each latent position reads z only
+    at the positions before it in raster order (after it, with `flip`) through masked convs,
+    and the encoder's context everywhere. Its Jacobian is triangular with a unit diagonal, so
+    the posterior's density is unchanged by it (log-det 0): an inverse autoregressive flow of
+    shifts only, as the paper's code."""
+
+    hidden: int
+    flip: bool
+
+    @nn.compact
+    def __call__(self, z: Array, context: Array) -> Array:
+        turn = (lambda a: a[:, ::-1, ::-1]) if self.flip else (lambda a: a)  # noqa: E731
+        x = turn(z)
+        h = MaskedConv(self.hidden, (3, 3), "A", 1)(x) + Conv(self.hidden, (1, 1))(turn(context))
+        h = MaskedConv(self.hidden, (3, 3), "B", 1)(nn.elu(h))
+        mu = MaskedConv(z.shape[-1], (3, 3), "B", 1)(nn.elu(h))
+        return turn(x - BRANCH_SCALE * mu)
+
+
 @flax.struct.dataclass
 class Group:
     """One latent group of a decoder pass, each [B, h, w, latent_ch]."""
@@ -108,6 +131,7 @@ class Group:
     prior_log_std: Array
     d_mean: Array | None  # the posterior's residual parameters; None when sampling the prior
     d_log_std: Array | None
+    z_base: Array | None = None  # with flow cells: the Gaussian draw they transformed into z
 
 
 class NVAENet(nn.Module):
@@ -126,6 +150,7 @@ class NVAENet(nn.Module):
     out_ch: int
     top_size: tuple[int, int]  # the coarsest scale's h, w
     bn_momentum: float = 0.95
+    flows: int = 0  # flow cells per group in the posterior
 
     def width(self, level: int) -> int:
         """Channels after `level` halvings of the resolution."""
@@ -148,19 +173,20 @@ class NVAENet(nn.Module):
         self.tower, self.down = tower, down
         self.top_input = self.param("top_input", nn.initializers.normal(1.0),
                                     (1, *self.top_size, self.width(top)))
-        dec, prior, post, enc_in, combine, up = [], [], [], [], [], []
+        dec, prior, post, enc_in, combine, up, flows = [], [], [], [], [], [], []
         for s in range(scales):
             level = top - s
             for g in range(self.groups[s]):
                 first = s == 0 and g == 0
                 dec.append([] if first else [gen(self.width(level)) for _ in range(self.cells)])
+                flows.append([FlowCell(self.width(level), i % 2 == 1) for i in range(self.flows)])
                 prior.append(Conv(2 * self.latent_ch, (3, 3), kernel_init=NEAR_ZERO))
                 post.append(Conv(2 * self.latent_ch, (3, 3), kernel_init=NEAR_ZERO))
                 enc_in.append(Conv(self.width(level), (1, 1)))
                 combine.append(Conv(self.width(level), (1, 1)))
             up.append(gen(self.width(level - 1), True) if s < scales - 1 else None)
         self.dec, self.prior, self.post = dec, prior, post
-        self.enc_in, self.combine, self.up = enc_in, combine, up
+        self.enc_in, self.combine, self.up, self.flow_cells = enc_in, combine, up, flows
         self.post_cells = [gen(self.width(b - 1), i == 0)
                            for b in reversed(range(1, self.pre_blocks + 1))
                            for i in range(self.outer_cells)]
@@ -184,8 +210,8 @@ class NVAENet(nn.Module):
     def decode(self, eps: Sequence[Array], feats: Sequence[Array] | None, train: bool,
                temperature: float = 1.0) -> tuple[Array, list[Group]]:
         """Standard normal noise per group -> (decoder outputs [B, H, W, out_ch], the groups).
-        With encoder features z is drawn from the posterior, without them from the prior with
-        its std scaled by `temperature`."""
+        With encoder features z is drawn from the posterior (then through the flow cells),
+        without them from the prior with its std scaled by `temperature`."""
         h = jnp.broadcast_to(self.top_input, (eps[0].shape[0],) + self.top_input.shape[1:])
         groups, g = [], 0
         for s, n in enumerate(self.groups):
@@ -197,10 +223,14 @@ class NVAENet(nn.Module):
                     z = mean + temperature * jnp.exp(log_std) * eps[g]
                     groups.append(Group(z, mean, log_std, None, None))
                 else:
-                    delta = self.post[g](nn.elu(feats[g] + self.enc_in[g](h)))
-                    d_mean, d_log_std = jnp.split(soft_clamp(delta), 2, -1)
-                    z = mean + d_mean + jnp.exp(log_std + d_log_std) * eps[g]
-                    groups.append(Group(z, mean, log_std, d_mean, d_log_std))
+                    context = feats[g] + self.enc_in[g](h)
+                    d_mean, d_log_std = jnp.split(soft_clamp(self.post[g](nn.elu(context))), 2,
+                                                  -1)
+                    z = z_base = mean + d_mean + jnp.exp(log_std + d_log_std) * eps[g]
+                    for cell in self.flow_cells[g]:
+                        z = cell(z, context)
+                    groups.append(Group(z, mean, log_std, d_mean, d_log_std,
+                                        z_base if self.flows else None))
                 h = self.combine[g](jnp.concatenate([h, z], -1))
                 g += 1
             if self.up[s] is not None:
