@@ -1,4 +1,5 @@
-"""Training speed per config: compile time, XLA FLOPs, train and input-pipeline images/s.
+"""Training speed per config: compile time, XLA FLOPs, working memory, train and input-pipeline
+images/s.
 
     python experiments/bench.py [CONFIG_SPEC ...] [--steps N] [--override KEY=VALUE ...]
                                 [--json PATH]
@@ -6,7 +7,8 @@
 CONFIG_SPEC is configs/NAME.py[:variant]; the default is every configs/*.py with its default
 variant. For each config the train step of `train.Experiment` is compiled ahead of time (compile
 time; FLOPs per step from XLA's cost analysis of that executable, one device's program times the
-number of devices), then run on real batches from the training pipeline: a few warm-up steps,
+number of devices; the working memory per image from XLA's memory analysis: the step's temporary
+buffers over the batch), then run on real batches from the training pipeline: a few warm-up steps,
 then N timed ones (--steps, or by default as many as fit in --budget seconds). The batches are
 drawn and put on the devices before the clock starts, so the train rate is the step alone; the
 pipeline (TrainIterator + sharding.to_global) is timed on its own, and a row whose pipeline
@@ -44,6 +46,7 @@ COLUMNS = (  # (title, row key, format, minimum width); text columns left-aligne
     ("kind", "device_kind", "{}", 4),
     ("compile s", "compile_s", "{:.2f}", 9),
     ("GFLOP/step", "gflop_per_step", "{:.3f}", 10),
+    ("MB/img", "temp_mb_per_image", "{:.2f}", 6),
     ("steps", "steps", "{}", 5),
     ("train img/s", "train_images_per_s", "{:.0f}", 11),
     ("pipe img/s", "pipeline_images_per_s", "{:.0f}", 10),
@@ -113,6 +116,14 @@ def xla_flops(compiled: jax.stages.Compiled) -> float:
     return sum(float(a.get("flops", 0.0)) for a in analysis or [])
 
 
+def temp_bytes(compiled: jax.stages.Compiled) -> float:
+    """The step's working memory on one device (activations kept for the backward pass and
+    XLA's scratch: its temporary buffers, not the state or the batch), from XLA's memory
+    analysis; NaN where the backend gives none."""
+    stats = compiled.memory_analysis()
+    return float(stats.temp_size_in_bytes) if stats is not None else float("nan")
+
+
 def train_rate(compiled: jax.stages.Compiled, state: Any, batches: list, rng: jax.Array,
                warmup: int, steps: int | None, budget_s: float) -> tuple[float, int]:
     """(steps/s, timed steps) of `compiled` cycling over prepared `batches`, after `warmup` steps.
@@ -157,7 +168,8 @@ def pipeline_rate(data: pipeline.TrainIterator, mesh: jax.sharding.Mesh, seconds
 
 def bench_config(spec: str, overrides: list[tuple[str, str]], steps: int | None, warmup: int,
                  budget_s: float, pipeline_s: float, peak: float) -> dict[str, Any]:
-    """One table row for `spec`: compile time, FLOPs per step, train and pipeline images/s."""
+    """One table row for `spec`: compile time, FLOPs per step, working memory per image, train
+    and pipeline images/s."""
     config = config_lib.load(spec)
     for key, value in overrides:
         config_lib.override(config, key, value)
@@ -171,6 +183,7 @@ def bench_config(spec: str, overrides: list[tuple[str, str]], steps: int | None,
             compiled = exp.train_fn.lower(state, exp.example, exp.rng_train).compile()
             compile_s = time.perf_counter() - t
             flops = xla_flops(compiled) * num_devices
+            per_image = temp_bytes(compiled) * num_devices / batch_size
 
             def iterator() -> pipeline.TrainIterator:
                 return pipeline.TrainIterator(exp.train_data, batch_size, config.seed,
@@ -195,6 +208,7 @@ def bench_config(spec: str, overrides: list[tuple[str, str]], steps: int | None,
         "device_kind": jax.devices()[0].device_kind,
         "compile_s": compile_s,
         "gflop_per_step": flops / 1e9,
+        "temp_mb_per_image": per_image / 1e6,
         "steps": steps,
         "train_images_per_s": steps_per_s * batch_size,
         "pipeline_images_per_s": batches_per_s * batch_size,
