@@ -4,8 +4,9 @@ params, 3.0 GFLOP per image forward, a quarter of the paper model's 11.7); other
 configs/ddpm_cifar10.py (linear schedule, T = 1000, eps-prediction, flips), with 60k steps of
 batch 128, 1000 warmup steps and EMA 0.9995.
 
-Variants: cond (class-conditional, guidance scale 1.3), ddim, cosine, v, smoke.
-Not trained in this repository yet: no figures reached.
+Variants: cond (class-conditional, guidance scale 1.3), ddim, cosine, v, cpu (ch 32, 1,500
+steps of 64, 75 minutes of one core: test bound 4.629 bits/dim, FD 11.97 on 1,000 DDIM-50
+samples, classes 0.1-37%), smoke. Figures: experiments/README.md.
 """
 from jaxgen.presets import ddpm_config
 

@@ -6,7 +6,8 @@ initial channels, one residual cell per group, lambda 1e-2 for the spectral and 
 regularisers, KL warm-up over 30% of training, 400 epochs of batch 200; Adam in place of the
 paper's Adamax. Bernoulli decoder; eval by the IWAE bound with K = 1000.
 Variants: flows (two flow cells per group in the posterior), cpu (a narrower net for one CPU
-core), smoke. Figures: experiments/README.md.
+core: 7,000 steps in 1 h 35 min, IWAE K = 100 85.69 nats on 1,000 test images), smoke.
+Figures: experiments/README.md.
 """
 from jaxgen.presets import nvae_config
 
